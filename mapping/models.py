@@ -1,0 +1,208 @@
+"""Configuration models: TOML -> frozen pydantic models (``extra="forbid"``).
+
+These models are the *shape* of a config file. Rule strings stay strings here; the loader
+(``mapping.config``) parses and type-checks every rule after the shape validates, so that all
+errors — shape and rules alike — are reported at once with their TOML location.
+
+Secrets never appear in a config file: any secret field takes ``"env:NAME"`` and is resolved
+from the environment at run time (:func:`mapping.models.resolve_secret`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mapping.errors import ConfigError
+
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
+
+Name = Annotated[str, Field(pattern=NAME_RE, description="an identifier: letters, digits, _")]
+Duration = Annotated[
+    str, Field(pattern=DURATION_RE, description='a duration: "15m", "24h", "7d", "2w", "30s"')
+]
+AttrType = Literal["string", "number", "bool", "date", "datetime", "list"]
+PropType = Literal["string", "number", "bool", "datetime", "list"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(Model):
+    url: str = Field(
+        "sqlite:///segsync.db",
+        description="SQLAlchemy URL. A relative SQLite path is relative to the config file. "
+        'PostgreSQL: "postgresql+psycopg://user@host/db" (or "env:NAME").',
+    )
+
+
+class EventTypeConfig(Model):
+    properties: dict[Name, PropType] = Field(
+        default_factory=dict, description="typed JSON properties of this event type"
+    )
+    exclude: str | None = Field(
+        None,
+        description='a filter over the event (props, "value") that drops outliers everywhere, '
+        'e.g. "value > 5000"',
+    )
+    aliases: dict[Literal["hubspot", "klaviyo"], list[str]] = Field(
+        default_factory=dict,
+        description="provider event names mapped to this type (Klaviyo metric names, "
+        "HubSpot email event types)",
+    )
+
+
+class PointsRule(Model):
+    event: Name = Field(description="event type that earns the points")
+    points: float = Field(description="points per matching event")
+    where: str | None = Field(None, description="optional event filter")
+
+
+class ScoreConfig(Model):
+    points: list[PointsRule] = Field(min_length=1)
+    half_life: Duration | None = Field(
+        None, description="points of an event t old are weighted 0.5 ** (t / half_life)"
+    )
+    window: Duration | None = Field(None, description="only events within this window count")
+    cap: float | None = Field(None, description="the score never exceeds this")
+    tiers: dict[Name, float] = Field(
+        default_factory=dict,
+        description='tier label -> lower bound, e.g. {Low = 0, Medium = 20, High = 50}; '
+        "the highest bound <= score wins",
+    )
+
+
+class RfmConfig(Model):
+    event: Name = Field(description="the order event type")
+    monetary: str = Field(
+        "value", description='"value" or the name of a NUMBER property holding the order amount'
+    )
+    window: Duration | None = Field(None, description="only orders within this window count")
+
+
+class Flag(Model):
+    when: str = Field(description="a BOOL rule expression")
+    points: float
+
+
+class SegmentConfig(Model):
+    rule: str | dict[str, object] | None = Field(
+        None,
+        description="an expression, or a nested table {all = [...]} / {any = [...]} / "
+        "{not = ...} whose leaves are expressions",
+    )
+    description: str = ""
+    flags: list[Flag] = Field(
+        default_factory=list,
+        description="weighted flags; the segment's weight is the sum of the points of the "
+        "flags that hold",
+    )
+    min_weight: float | None = Field(
+        None, description="with flags: member only when the weight reaches this"
+    )
+    priority: int = Field(0, description="higher wins inside an exclusive group")
+    exclude: str | None = Field(None, description="contacts matching this are never members")
+    min_dwell: Duration | None = Field(
+        None, description="once entered, a member stays at least this long"
+    )
+    cooldown: Duration | None = Field(
+        None, description="after an exit, no re-entry before this has passed"
+    )
+
+
+class GroupConfig(Model):
+    kind: Literal["exclusive", "lifecycle"]
+    segments: list[Name] = Field(
+        min_length=1,
+        description="exclusive: the candidates (highest weight, then priority, wins); "
+        "lifecycle: the stages in order, earliest first",
+    )
+    resolve_by: Literal["priority", "weight"] = "priority"
+    field: Name | None = Field(
+        None, description="output field holding the winner (default: the group's name)"
+    )
+
+
+class HubSpotSource(Model):
+    enabled: bool = True
+    token: str = Field("env:HUBSPOT_TOKEN", description='"env:NAME"')
+    base_url: str = Field("https://api.hubapi.com", description="the sandbox URL in tests")
+    properties: list[str] = Field(default_factory=list)
+    email_events: bool = True
+    unified_events: bool = False
+
+
+class KlaviyoSource(Model):
+    enabled: bool = True
+    api_key: str = Field("env:KLAVIYO_API_KEY", description='"env:NAME"')
+    base_url: str = Field("https://a.klaviyo.com", description="the sandbox URL in tests")
+    metrics: list[str] = Field(default_factory=list, description="metric names to pull")
+
+
+class SourcesConfig(Model):
+    hubspot: HubSpotSource | None = None
+    klaviyo: KlaviyoSource | None = None
+
+
+class IdentityConfig(Model):
+    match: Literal["email", "external_id"] = Field(
+        "email", description="which key merges contacts from different sources first"
+    )
+
+
+class Config(Model):
+    """A whole segsync configuration file."""
+
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig())
+    identity: IdentityConfig = Field(default_factory=lambda: IdentityConfig())
+    attributes: dict[Name, AttrType] = Field(default_factory=dict)
+    events: dict[Name, EventTypeConfig] = Field(default_factory=dict)
+    traits: dict[Name, str] = Field(
+        default_factory=dict, description="named reusable expressions"
+    )
+    scores: dict[Name, ScoreConfig] = Field(default_factory=dict)
+    rfm: RfmConfig | None = None
+    segments: dict[Name, SegmentConfig] = Field(default_factory=dict)
+    groups: dict[Name, GroupConfig] = Field(default_factory=dict)
+    fields: dict[Name, str] = Field(
+        default_factory=dict, description="computed output values: name -> expression"
+    )
+    sources: SourcesConfig = Field(default_factory=lambda: SourcesConfig())
+
+    @field_validator("segments")
+    @classmethod
+    def _segments_not_empty(cls, v: dict[str, SegmentConfig]) -> dict[str, SegmentConfig]:
+        for name, seg in v.items():
+            if seg.rule is None and not seg.flags:
+                raise ValueError(f"segment {name!r} needs a rule or flags")
+        return v
+
+
+_DUR = re.compile(DURATION_RE)
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration(text: str) -> int:
+    """``"24h"`` -> milliseconds. Raises ValueError with the reason on a malformed duration."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*", text)
+    if not m:
+        raise ValueError(
+            f'malformed duration {text!r}: expected a number and a unit (ms, s, m, h, d, w), e.g. "24h"'
+        )
+    return int(float(m.group(1)) * _UNIT_MS[m.group(2)])
+
+
+def resolve_secret(value: str, where: str) -> str:
+    """``"env:NAME"`` -> the environment variable's value; anything else is refused."""
+    if not value.startswith("env:"):
+        raise ConfigError(f'{where}: secrets must be given as "env:NAME", not inline')
+    name = value[4:]
+    try:
+        return os.environ[name]
+    except KeyError:
+        raise ConfigError(f"{where}: environment variable {name} is not set") from None
