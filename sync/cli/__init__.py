@@ -46,9 +46,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from sync.cli import engine_cmds, sandbox_cmds
+    from sync.cli import config_cmds, engine_cmds, sandbox_cmds
 
-    for module in (engine_cmds, sandbox_cmds):
+    for module in (config_cmds, engine_cmds, sandbox_cmds):
         module.register(app)
 
 
