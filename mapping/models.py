@@ -14,7 +14,7 @@ import os
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mapping.errors import ConfigError
 
@@ -114,6 +114,13 @@ class SegmentConfig(Model):
         None, description="after an exit, no re-entry before this has passed"
     )
 
+    @model_validator(mode="after")
+    def _rule_or_flags(self) -> SegmentConfig:
+        # on the segment itself, so the problem is reported at segments.NAME
+        if self.rule is None and not self.flags:
+            raise ValueError("a segment needs a rule or flags")
+        return self
+
 
 class GroupConfig(Model):
     kind: Literal["exclusive", "lifecycle"]
@@ -173,14 +180,6 @@ class Config(Model):
         default_factory=dict, description="computed output values: name -> expression"
     )
     sources: SourcesConfig = Field(default_factory=lambda: SourcesConfig())
-
-    @field_validator("segments")
-    @classmethod
-    def _segments_not_empty(cls, v: dict[str, SegmentConfig]) -> dict[str, SegmentConfig]:
-        for name, seg in v.items():
-            if seg.rule is None and not seg.flags:
-                raise ValueError(f"segment {name!r} needs a rule or flags")
-        return v
 
 
 _DUR = re.compile(DURATION_RE)

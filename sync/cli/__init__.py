@@ -63,7 +63,7 @@ def report(error: SegsyncError) -> int:
 def main(argv: list[str] | None = None) -> int:
     _register_all()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # typer.Exit(n) returns n here
     except SegsyncError as e:
         return report(e)
     except SystemExit as e:  # typer/click exit codes (usage errors are 2)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ metadata = MetaData()
 
 # BIGINT that is still an alias of ROWID on SQLite (auto-increment, fast lookups).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# SMALLINT that is still a ROWID alias on SQLite (only "INTEGER PRIMARY KEY" auto-numbers there).
+SmallId = SmallInteger().with_variant(Integer(), "sqlite")
 
 schema_version = Table(
     "schema_version",
@@ -60,12 +62,13 @@ identities = Table(
     Column("archived", Boolean, nullable=False, default=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_identities_contact", "contact_id"),
+    Index("ix_identities_email", "email"),  # migration 2
 )
 
 event_types = Table(
     "event_types",
     metadata,
-    Column("id", SmallInteger, primary_key=True, autoincrement=True),
+    Column("id", SmallId, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
 )
 
@@ -74,7 +77,7 @@ events = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("contact_id", BigId, nullable=False),
-    Column("type_id", SmallInteger, nullable=False),
+    Column("type_id", SmallId, nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=True),
     Column("properties", JSON, nullable=True),

@@ -1,0 +1,405 @@
+"""In-memory state of the HubSpot stand-in: contacts, property definitions, lists, email events.
+
+Plain dicts keyed by id, one lock (``state.lock``). The mutating primitives (``create``,
+``apply``, ``archive``, ``gdpr_delete``, ``merge``, list membership) expect the caller to hold the
+lock, so a batch of 100 updates takes it once. Every write bumps ``lastmodifieddate`` and, when a
+listener is registered (the webhook sender), emits :class:`Change` records.
+
+``load_dataset`` takes the commons' synthetic ``Dataset`` (or any object with ``people`` and email
+activity); ``load_records`` takes plain dicts. ``reset`` rebuilds from what was loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .email_events import KIND_TO_TYPE, TYPE_CODE, EmailEventStore
+from .schema import PropertyDef, default_groups, default_properties, iso_ms, parse_instant
+
+EMAIL_ACTIVITY_KINDS = frozenset(
+    {
+        "email_sent",
+        "email_delivered",
+        "email_opened",
+        "email_clicked",
+        "email_bounced",
+        "email_unsubscribed",
+    }
+)
+SEED_PROPERTIES = ("email", "firstname", "lastname", "phone", "city", "country", "lifecyclestage")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Contact:
+    __slots__ = ("archived", "archived_ms", "created_ms", "id", "props", "updated_ms")
+
+    def __init__(self, cid: int, props: dict[str, str], created_ms: int, updated_ms: int):
+        self.id = cid
+        self.props = props
+        self.created_ms = created_ms
+        self.updated_ms = updated_ms
+        self.archived = False
+        self.archived_ms = 0
+
+    def to_json(self, names: Iterable[str] | None) -> dict[str, Any]:
+        """A ``SimplePublicObject``; ``names`` None = every set property."""
+        props: dict[str, str | None]
+        if names is None:
+            props = dict(self.props)
+        else:
+            p = self.props
+            props = {n: p.get(n) for n in names}
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "properties": props,
+            "createdAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(self.updated_ms),
+            "archived": self.archived,
+        }
+        if self.archived:
+            out["archivedAt"] = iso_ms(self.archived_ms)
+        return out
+
+
+@dataclass
+class ContactList:
+    list_id: int
+    name: str
+    processing_type: str
+    object_type_id: str
+    created_ms: int
+    updated_ms: int
+    filter_branch: Any = None
+    version: int = 1
+    members: dict[int, int] = field(default_factory=dict)  # record id -> joined at (ms)
+    _sorted: list[int] | None = None
+
+    def sorted_members(self) -> list[int]:
+        if self._sorted is None:
+            self._sorted = sorted(self.members)
+        return self._sorted
+
+    def touched(self, now: int) -> None:
+        self._sorted = None
+        self.updated_ms = now
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "listId": str(self.list_id),
+            "listVersion": self.version,
+            "name": self.name,
+            "objectTypeId": self.object_type_id,
+            "processingType": self.processing_type,
+            "processingStatus": "COMPLETE",
+            "createdAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(self.updated_ms),
+            "filtersUpdatedAt": iso_ms(self.created_ms),
+            "createdById": "1",
+            "updatedById": "1",
+            "size": len(self.members),
+        }
+        if self.filter_branch is not None:
+            out["filterBranch"] = self.filter_branch
+        return out
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change notification (HubSpot webhook subscription type + payload extras)."""
+
+    kind: str  # contact.creation | contact.propertyChange | contact.deletion | contact.merge | ...
+    object_id: int
+    occurred_ms: int
+    source: str = "API"
+    property_name: str | None = None
+    property_value: str | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+class HubSpotState:
+    def __init__(self, clock: Callable[[], int] = wall_clock_ms):
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.listeners: list[Callable[[Change], None]] = []
+        self._people: list[dict[str, Any]] = []
+        self._base_events = EmailEventStore()
+        self._clear()
+
+    def _clear(self) -> None:
+        now = self.clock()
+        self.contacts: dict[int, Contact] = {}
+        self.by_email: dict[str, int] = {}
+        self.merged_into: dict[int, int] = {}
+        self.properties: dict[str, PropertyDef] = default_properties(now)
+        self.groups: dict[str, dict[str, Any]] = default_groups()
+        self.lists: dict[int, ContactList] = {}
+        self.list_names: dict[str, int] = {}
+        self.email_events = EmailEventStore()
+        self.next_id = 1
+        self.next_list_id = 1
+
+    # ---- loading ---------------------------------------------------------------------------
+
+    def load_dataset(self, dataset: Any) -> None:
+        """Load the commons ``Dataset`` (``connectors.sandbox.dataset``): people with ``in_hubspot``
+        become contacts, their email activity (sent/delivered/opened/clicked/bounced/unsubscribed)
+        marketing-email events. Emails are trimmed and lower-cased as HubSpot stores them, so the
+        data set's case/whitespace duplicates collapse into one contact (HubSpot dedupes by email)."""
+        people = [p for p in dataset.people if p.in_hubspot]
+        self._people = [_person_record(p) for p in people]
+        self._base_events = _email_activity(dataset)
+        self.reset()
+
+    def load_records(
+        self, people: Iterable[Mapping[str, Any]], email_events: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Plain dicts: people ``{email, firstname, lastname, phone, city, country, lifecyclestage,
+        createdate (ms), lastmodifieddate (ms)?}``; events ``{email, kind, ts, campaign_id?, url?}``."""
+        self._people = [dict(p) for p in people]
+        self._base_events = EmailEventStore()
+        self._base_events.load(email_events)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to exactly what was loaded (no change notifications)."""
+        with self.lock:
+            self._clear()
+            for person in self._people:
+                created = int(person.get("createdate") or person.get("created_ms") or self.clock())
+                modified = int(person.get("lastmodifieddate") or created)
+                props = {
+                    k: str(person[k]).strip() for k in SEED_PROPERTIES if person.get(k) not in (None, "")
+                }
+                props = {k: v for k, v in props.items() if v}
+                if "email" in props:
+                    props["email"] = props["email"].lower()
+                    if props["email"] in self.by_email:
+                        continue  # HubSpot dedupes contacts by email
+                self._insert(props, created, modified)
+            self.email_events = self._base_events.copy()
+
+    # ---- contacts (caller holds the lock) --------------------------------------------------
+
+    def _insert(self, props: dict[str, str], created: int, modified: int) -> Contact:
+        cid = self.next_id
+        self.next_id += 1
+        props["hs_object_id"] = str(cid)
+        props["createdate"] = iso_ms(created)
+        props["lastmodifieddate"] = iso_ms(modified)
+        c = Contact(cid, props, created, modified)
+        self.contacts[cid] = c
+        if "email" in props:
+            self.by_email[props["email"]] = cid
+        return c
+
+    def find(self, key: str, id_property: str | None = None, archived: bool = False) -> Contact | None:
+        """The contact whose ``id_property`` (default: record id) equals ``key``."""
+        if id_property in (None, "", "hs_object_id"):
+            try:
+                cid = int(key)
+            except ValueError:
+                return None
+            cid = self.merged_into.get(cid, cid)
+            c = self.contacts.get(cid)
+        elif id_property == "email":
+            found = self.by_email.get(key.strip().lower())
+            c = self.contacts.get(found) if found is not None else None
+        else:
+            return None
+        if c is None or c.archived != archived:
+            return None
+        return c
+
+    def create(self, props: dict[str, str], source: str = "API") -> Contact:
+        now = self.clock()
+        created = now
+        if "createdate" in props:
+            created = parse_instant(props.pop("createdate")) or now
+        props = {k: v for k, v in props.items() if v is not None}
+        c = self._insert(props, created, now)
+        if self.listeners:
+            self._emit(Change("contact.creation", c.id, now, source))
+        return c
+
+    def apply(self, c: Contact, changes: Mapping[str, str | None], source: str = "API") -> None:
+        """Set (or clear, value None) properties of ``c``; always bumps ``lastmodifieddate``."""
+        now = self.clock()
+        props = c.props
+        changed: list[tuple[str, str | None]] = []
+        for name, value in changes.items():
+            old = props.get(name)
+            if value == old:
+                continue
+            if name == "email":
+                if old is not None:
+                    self.by_email.pop(old, None)
+                if value is not None:
+                    self.by_email[value] = c.id
+            if name == "createdate" and value is not None:
+                c.created_ms = parse_instant(value) or c.created_ms
+            if value is None:
+                del props[name]
+            else:
+                props[name] = value
+            changed.append((name, value))
+        c.updated_ms = now
+        props["lastmodifieddate"] = iso_ms(now)
+        if self.listeners:
+            for name, value in changed:
+                self._emit(Change("contact.propertyChange", c.id, now, source, name, value or ""))
+
+    def archive(self, c: Contact) -> None:
+        now = self.clock()
+        c.archived = True
+        c.archived_ms = now
+        email = c.props.get("email")
+        if email is not None and self.by_email.get(email) == c.id:
+            del self.by_email[email]
+        if self.listeners:
+            self._emit(Change("contact.deletion", c.id, now))
+
+    def gdpr_delete(self, c: Contact) -> None:
+        """Permanently delete: the record, its memberships and its email events."""
+        now = self.clock()
+        email = c.props.get("email")
+        if email is not None:
+            if self.by_email.get(email) == c.id:
+                del self.by_email[email]
+            self.email_events.forget(email)
+        del self.contacts[c.id]
+        for lst in self.lists.values():
+            if lst.members.pop(c.id, None) is not None:
+                lst.touched(now)
+        if self.listeners:
+            self._emit(Change("contact.privacyDeletion", c.id, now))
+
+    def merge(self, primary: Contact, other: Contact) -> Contact:
+        """Merge ``other`` into ``primary``: missing properties move over; ``other`` disappears."""
+        now = self.clock()
+        moved = {k: v for k, v in other.props.items() if k not in primary.props}
+        email = other.props.get("email")
+        if email is not None and self.by_email.get(email) == other.id:
+            del self.by_email[email]
+        del self.contacts[other.id]
+        self.merged_into[other.id] = primary.id
+        for lst in self.lists.values():
+            joined = lst.members.pop(other.id, None)
+            if joined is not None:
+                lst.members.setdefault(primary.id, joined)
+                lst.touched(now)
+        moved.pop("hs_object_id", None)
+        self.apply(primary, moved, "CRM")
+        if self.listeners:
+            extra = {
+                "primaryObjectId": primary.id,
+                "mergedObjectIds": [other.id],
+                "newObjectId": primary.id,
+                "numberOfPropertiesMoved": len(moved),
+            }
+            self._emit(Change("contact.merge", primary.id, now, "CRM", extra=extra))
+        return primary
+
+    def _emit(self, change: Change) -> None:
+        for listener in self.listeners:
+            listener(change)
+
+    # ---- lists (caller holds the lock) -----------------------------------------------------
+
+    def create_list(
+        self, name: str, processing_type: str, object_type_id: str, filter_branch: Any
+    ) -> ContactList:
+        now = self.clock()
+        lst = ContactList(self.next_list_id, name, processing_type, object_type_id, now, now, filter_branch)
+        self.next_list_id += 1
+        self.lists[lst.list_id] = lst
+        self.list_names[name.lower()] = lst.list_id
+        return lst
+
+    def delete_list(self, lst: ContactList) -> None:
+        del self.lists[lst.list_id]
+        self.list_names.pop(lst.name.lower(), None)
+
+    def change_members(
+        self, lst: ContactList, add: Iterable[str], remove: Iterable[str]
+    ) -> dict[str, list[str]]:
+        """HubSpot's ``MembershipsUpdateResponse`` (note the spec's ``recordsIdsAdded`` spelling)."""
+        now = self.clock()
+        added: list[str] = []
+        removed: list[str] = []
+        missing: list[str] = []
+        for raw in add:
+            c = self.find(raw)
+            if c is None:
+                missing.append(raw)
+            elif c.id not in lst.members:
+                lst.members[c.id] = now
+                added.append(str(c.id))
+        for raw in remove:
+            try:
+                rid = int(raw)
+            except ValueError:
+                missing.append(raw)
+                continue
+            if lst.members.pop(rid, None) is not None:
+                removed.append(raw)
+            elif rid not in self.contacts:
+                missing.append(raw)
+        if added or removed:
+            lst.touched(now)
+        return {"recordIdsMissing": missing, "recordIdsRemoved": removed, "recordsIdsAdded": added}
+
+
+def _person_record(p: Any) -> dict[str, Any]:
+    return {
+        "email": p.email,
+        "firstname": p.first_name,
+        "lastname": p.last_name,
+        "phone": p.phone,
+        "city": p.city,
+        "country": p.country,
+        "lifecyclestage": p.lifecycle_stage,
+        "createdate": p.created_at,
+    }
+
+
+def _email_activity(dataset: Any) -> EmailEventStore:
+    """The data set's email activity of people held in HubSpot, loaded column-wise."""
+    from connectors.sandbox.dataset import KINDS
+
+    acts = dataset.activities
+    people = dataset.people
+    rows = acts.select(kinds=sorted(EMAIL_ACTIVITY_KINDS))
+    keep = np.array([p.in_hubspot and bool(p.email.strip()) for p in people], dtype=bool)
+    rows = rows[keep[acts.person[rows]]]
+    unique: dict[str, int] = {}
+    person_email = np.array([unique.setdefault(p.email.strip().lower(), len(unique)) for p in people])
+    kind_to_code = np.array([TYPE_CODE.get(KIND_TO_TYPE.get(k, ""), 0) for k in KINDS], dtype=np.uint8)
+    kinds = acts.kind[rows]
+    store = EmailEventStore()
+    aux, product = getattr(acts, "_aux", None), getattr(acts, "_product", None)
+    if aux is not None and product is not None:
+        # the columns the data set keeps for email rows: campaign index (aux), clicked product
+        campaign_ids = np.array([c.campaign_id for c in dataset.campaigns], dtype=np.int64)
+        campaigns = campaign_ids[aux[rows]]
+        clicked = kinds == KINDS.index("email_clicked")
+        url_idx = np.where(clicked, product[rows], -1).astype(np.int64)
+        urls = [p.url for p in dataset.products]
+    else:  # only the public row objects: slower
+        props = [acts[i].properties for i in rows.tolist()]
+        campaigns = np.array([int(p.get("campaign_id") or 0) for p in props], dtype=np.int64)
+        url_list: dict[str, int] = {}
+        url_idx = np.array([url_list.setdefault(p["url"], len(url_list)) if p.get("url") else -1
+                            for p in props], dtype=np.int64)  # fmt: skip
+        urls = list(url_list)
+    store.load_columns(acts.ts[rows], kind_to_code[kinds], person_email[acts.person[rows]],
+                       list(unique), campaigns, url_idx, urls)  # fmt: skip
+    return store

@@ -1,0 +1,117 @@
+"""The contact-level resolver of per-contact leaves (aggregates, scores, ranks, RFM, segments).
+
+Compilation runs twice over the same expressions: in ``collect`` mode every leaf registers
+what it needs (trait table columns, ranked expressions) and compiles to NULL; once the trait
+tables exist and the rank cut-offs are known, ``final`` mode compiles the real SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from sqlalchemy import FromClause, null
+
+from mapping.errors import RuleError
+from mapping.project import Project
+from mapping.rules import ast as r
+from sync.evaluate.compile import Col, ExprCompiler, Leaf
+from sync.evaluate.ranks import (
+    Cutoffs,
+    RankSpec,
+    RfmParts,
+    bucket_sql,
+    rank_spec,
+    rfm_score_sql,
+    rfm_segment_sql,
+)
+from sync.evaluate.scores import points_keys, score_sql, tier_sql
+from sync.evaluate.traits import TraitTables
+
+
+def walk(project: Project, node: r.Expr) -> list[r.Expr]:
+    """``node`` and its sub-expressions, with traits inlined (event filters excluded)."""
+    out: list[r.Expr] = [node]
+    if isinstance(node, r.TraitRef):
+        out += walk(project, project.traits[node.name])
+    for name in getattr(node, "__dataclass_fields__", {}):
+        if name in ("where", "then_where", "values"):
+            continue
+        value = getattr(node, name)
+        items = value if isinstance(value, tuple) and name == "items" else (value,)
+        for item in items:
+            if isinstance(item, r.Window | r.Type) or not hasattr(item, "__dataclass_fields__"):
+                continue
+            out += walk(project, item)
+    return out
+
+
+class LeafResolver:
+    def __init__(self, project: Project, dialect: str, traits: TraitTables, contacts: FromClause,
+                 segment_sql: Callable[[str], Col]) -> None:
+        self.project = project
+        self.traits = traits
+        self.contacts = contacts
+        self.segment_sql = segment_sql
+        self.mode: Literal["collect", "final"] = "collect"
+        self.compiler = ExprCompiler(project, dialect, contacts, self)
+        self.ranks: dict[str, RankSpec] = {}
+        self.cutoffs: dict[str, Cutoffs] = {}
+        self.rfm = RfmParts(project.rfm) if project.rfm is not None else None
+
+    def leaf(self, node: Leaf) -> Col:
+        collect = self.mode == "collect"
+        if isinstance(node, r.Agg):
+            if collect:
+                self.traits.register_agg(node)
+                return null()
+            return self.traits.agg(node)
+        if isinstance(node, r.Sequence):
+            if collect:
+                self.traits.register_sequence(node)
+                return null()
+            return self.traits.sequence(node, self.contacts)
+        if isinstance(node, r.ScoreRef | r.TierRef):
+            return self._score(node)
+        if isinstance(node, r.Rank):
+            return self._rank(node)
+        if isinstance(node, r.Rfm):
+            return self._rfm(node)
+        if collect:
+            return null()
+        return self.segment_sql(node.name)
+
+    def _score(self, node: r.ScoreRef | r.TierRef) -> Col:
+        score = self.project.scores[node.name]
+        if self.mode == "collect":
+            for key in points_keys(score):
+                self.traits.register_points(key)
+            return null()
+        value = score_sql(score, self.traits.points)
+        return value if isinstance(node, r.ScoreRef) else tier_sql(score, value)
+
+    def _rank(self, node: r.Rank) -> Col:
+        spec = rank_spec(node, lambda: self.compiler.sql(node.expr))
+        if self.mode == "collect":
+            if any(isinstance(n, r.Rank | r.Rfm | r.SegmentRef) for n in walk(self.project, node.expr)):
+                raise RuleError(f"{node.kind}() of an expression that uses ranks, RFM or segments "
+                                "is not supported")
+            self.ranks[spec.key] = spec
+            self.compiler.sql(node.expr)
+            return null()
+        return bucket_sql(spec.build(), self.cutoffs[spec.key], node.n,
+                          offset=-1 if node.kind == "percentile" else 0)
+
+    def _rfm(self, node: r.Rfm) -> Col:
+        if self.rfm is None:
+            raise RuleError("rfm_*() needs an [rfm] section")
+        specs = self.rfm.specs(self.traits.agg)
+        if self.mode == "collect":
+            for agg in self.rfm.aggs():
+                self.traits.register_agg(agg)
+            self.ranks.update({s.key: s for s in specs.values()})
+            return null()
+        parts = {p: bucket_sql(s.build(), self.cutoffs[s.key], 5) for p, s in specs.items()}
+        if node.part in parts:
+            return parts[node.part]
+        return rfm_score_sql(parts) if node.part == "score" else rfm_segment_sql(parts)

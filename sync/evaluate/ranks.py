@@ -1,0 +1,174 @@
+"""Population ranks (``percentile``, ``ntile``) and the RFM preset.
+
+Definition (``mapping.rules.ast.Rank``): over the contacts whose ranked value x is not NULL
+(N of them), a value v has ``lower(v)`` = the number of those x strictly below v;
+``ntile(v, n) = floor(n * lower(v) / N) + 1`` (1..n, ties share a bucket) and
+``percentile(v) = floor(100 * lower(v) / N)`` (0..99, i.e. ``ntile(v, 100) - 1``).
+
+Both are computed through *cut-offs*: with the population sorted ascending (s[0..N-1]),
+``ntile(v, n) >= k`` exactly when ``v > s[L_k - 1]`` where ``L_k = ceil((k - 1) * N / n)``.
+A full evaluation computes the n - 1 cut-offs of every ranked expression with one window query,
+stores them in ``rank_cutoffs`` (keyed by a hash of the expression and n; row ``k = 0`` holds the
+population size) and compiles the rank into a ``CASE`` over them. The subset path (real time,
+explain) compiles the same ``CASE`` from the cut-offs stored by the last full evaluation, so a
+single contact is ranked against the population as of that evaluation; when none were stored
+yet it computes them from the population on the spot. An empty population ranks as NULL.
+
+RFM (``[rfm]``): R = ``ntile(-days_since(last order), 5)`` (recent is 5), F = ``ntile(order
+count, 5)``, M = ``ntile(order amount sum, 5)``, each over the contacts with at least one order
+(NULL for the others); ``rfm_score()`` is the three digits, e.g. ``"545"``; ``rfm_segment()``
+names the cell of R and FM = round-half-up((F + M) / 2) in :data:`RFM_SEGMENTS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Float,
+    FromClause,
+    Integer,
+    String,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+)
+
+from mapping.project import RfmDef
+from mapping.rules import ast as r
+from sync.evaluate.compile import DAY_MS, Col, as_of_param
+from sync.store.schema import rank_cutoffs
+
+# (R, FM) -> name. Rows R = 1..5, columns FM = 1..5 (5 best). The usual RF grid.
+_GRID = (
+    ("Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"),  # R = 1
+    ("Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"),  # R = 2
+    ("About to Sleep", "About to Sleep", "Need Attention", "Loyal Customers", "Loyal Customers"),
+    ("Promising", "Potential Loyalists", "Potential Loyalists", "Loyal Customers", "Loyal Customers"),
+    ("New Customers", "Potential Loyalists", "Potential Loyalists", "Champions", "Champions"),
+)
+RFM_SEGMENTS: dict[tuple[int, int], str] = {
+    (rr + 1, fm + 1): name for rr, row in enumerate(_GRID) for fm, name in enumerate(row)
+}
+
+
+def rfm_segment_name(r_score: int, f_score: int, m_score: int) -> str:
+    """The named RFM segment of a score triple (the table in ``docs/rules.md``)."""
+    return RFM_SEGMENTS[(r_score, (f_score + m_score + 1) // 2)]
+
+
+@dataclass(frozen=True)
+class RankSpec:
+    """One ranked expression: its storage key, bucket count and contact-level SQL builder."""
+
+    key: str
+    n: int
+    build: Callable[[], Col]
+
+
+def rank_key(what: str, n: int) -> str:
+    return hashlib.sha256(f"{what}|{n}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    population: int
+    values: dict[int, float]  # k (2..n) -> ntile >= k when x > value
+
+
+def compute_cutoffs(conn: Connection, source: FromClause, x: Col, n: int, as_of_ms: int) -> Cutoffs:
+    """Cut-offs of ``x`` over every contact of ``source`` (one count, one window query)."""
+    params = {"as_of": as_of_ms}
+    total = conn.execute(select(func.count()).select_from(source).where(x.is_not(None)),
+                         params).scalar_one()
+    if not total:
+        return Cutoffs(0, {})
+    wanted = {k: math.ceil((k - 1) * total / n) for k in range(2, n + 1)}
+    ranked = (select(cast(x, Float).label("x"), func.row_number().over(order_by=x).label("rn"))
+              .select_from(source).where(x.is_not(None)).subquery())
+    rows = conn.execute(select(ranked.c.rn, ranked.c.x).where(ranked.c.rn.in_(sorted(set(wanted.values())))),
+                        params).all()
+    at = {int(rn): float(v) for rn, v in rows}
+    return Cutoffs(int(total), {k: at[rn] for k, rn in wanted.items()})
+
+
+def store_cutoffs(conn: Connection, key: str, cut: Cutoffs, as_of_ms: int) -> None:
+    conn.execute(delete(rank_cutoffs).where(rank_cutoffs.c.rank_key == key))
+    rows: list[dict[str, Any]] = [
+        {"rank_key": key, "k": 0, "cutoff": None, "population": cut.population, "computed_at": as_of_ms}
+    ]
+    rows += [{"rank_key": key, "k": k, "cutoff": v, "population": cut.population,
+              "computed_at": as_of_ms} for k, v in cut.values.items()]
+    conn.execute(insert(rank_cutoffs), rows)
+
+
+def load_cutoffs(conn: Connection, key: str) -> Cutoffs | None:
+    rows = conn.execute(select(rank_cutoffs.c.k, rank_cutoffs.c.cutoff, rank_cutoffs.c.population)
+                        .where(rank_cutoffs.c.rank_key == key)).all()
+    if not rows:
+        return None
+    return Cutoffs(int(rows[0].population),
+                   {int(k): float(c) for k, c, _ in rows if k > 0 and c is not None})
+
+
+def bucket_sql(x: Col, cut: Cutoffs, n: int, offset: int = 0) -> Col:
+    """``ntile(x, n) + offset`` as a CASE over the cut-offs (NULL when x or the population is)."""
+    if cut.population == 0:
+        return null()
+    whens = [(x > cut.values[k], literal(k + offset, Integer)) for k in range(n, 1, -1)]
+    return case((x.is_(None), null()), *whens, else_=literal(1 + offset, Integer))
+
+
+def rank_spec(node: r.Rank, build: Callable[[], Col]) -> RankSpec:
+    return RankSpec(rank_key(repr(node.expr), node.n), node.n, build)
+
+
+class RfmParts:
+    """The RFM aggregates (as AST leaves) and the ranked expressions built from them."""
+
+    def __init__(self, rfm: RfmDef) -> None:
+        window = r.Window("within", rfm.window_ms) if rfm.window_ms is not None else r.ALL_TIME
+        self.last = r.Agg("last", rfm.event, window=window)
+        self.count = r.Agg("count", rfm.event, window=window)
+        self.total = r.Agg("sum", rfm.event, of=rfm.monetary, window=window)
+        self.ident = repr(rfm)
+
+    def aggs(self) -> tuple[r.Agg, ...]:
+        return (self.last, self.count, self.total)
+
+    def specs(self, leaf: Callable[[r.Agg], Col]) -> dict[str, RankSpec]:
+        def r_expr() -> Col:
+            last = leaf(self.last)
+            return -func.floor(cast(as_of_param() - last, Float) / DAY_MS)
+
+        def f_expr() -> Col:
+            count = leaf(self.count)
+            return case((count > 0, cast(count, Float)))
+
+        def m_expr() -> Col:
+            return case((leaf(self.count) > 0, func.coalesce(leaf(self.total), 0.0)))
+
+        builds = {"r": r_expr, "f": f_expr, "m": m_expr}
+        return {part: RankSpec(rank_key(f"rfm:{part}:{self.ident}", 5), 5, b) for part, b in builds.items()}
+
+
+def rfm_score_sql(parts: dict[str, Col]) -> Col:
+    return cast(parts["r"], String) + cast(parts["f"], String) + cast(parts["m"], String)
+
+
+def rfm_segment_sql(parts: dict[str, Col]) -> Col:
+    cell = parts["r"] * 10 + (parts["f"] + parts["m"] + 1) // 2
+    whens = [(cell == rr * 10 + fm, literal(name, String)) for (rr, fm), name in RFM_SEGMENTS.items()]
+    return case(*whens)
+
+

@@ -1,0 +1,40 @@
+"""Scores: weighted points per event type, optional half-life decay and cap; tiers.
+
+``score = min(cap, sum over point rules of points * sum over matching events of w(event))``
+with ``w = 0.5 ** ((as_of - ts) / half_life)`` (1 without a half-life), over the events of
+the score's ``window`` (all time without one) that pass the rule's ``where`` and the event type's
+exclude filter. The decay is computed in SQL (``power``; on SQLite builds without math
+functions ``sync.evaluate.run`` registers a deterministic ``power``). A contact without
+matching events scores 0. ``tier(score)`` is the label of the highest lower bound <= the score,
+NULL below every bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Float, String, case, literal, null
+
+from mapping.project import ScoreDef
+from sync.evaluate.compile import Col
+from sync.evaluate.traits import PointsKey
+
+
+def points_keys(score: ScoreDef) -> list[PointsKey]:
+    return [PointsKey(score.name, i) for i in range(len(score.points))]
+
+
+def score_sql(score: ScoreDef, points: Callable[[PointsKey], Col]) -> Col:
+    total: Col = literal(0.0, Float)
+    for key in points_keys(score):
+        total = total + points(key) * score.points[key.index].points
+    if score.cap is not None:
+        total = case((total > score.cap, literal(float(score.cap), Float)), else_=total)
+    return total
+
+
+def tier_sql(score: ScoreDef, value: Col) -> Col:
+    if not score.tiers:
+        return null()
+    ordered = sorted(score.tiers, key=lambda t: t[1], reverse=True)
+    return case(*((value >= bound, literal(label, String)) for label, bound in ordered))

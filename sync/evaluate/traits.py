@@ -1,0 +1,278 @@
+"""Per-contact traits: one GROUP BY per event type, restricted to the widest window needed.
+
+Every aggregate leaf of the project (``count(...)``, ``sum(...)``, sequences, score points, the
+RFM aggregates) is registered here and becomes one column of its event type's *trait table*::
+
+    SELECT e.contact_id, count(CASE WHEN <window> AND <where> THEN 1 END) AS t0, ...
+    FROM events e
+    WHERE e.type_id = :type AND e.ts > :as_of - <widest window> AND e.ts <= :as_of
+      AND NOT <the type's exclude filter>
+      [AND e.contact_id IN (:ids)]                        -- the subset path
+    GROUP BY e.contact_id
+
+Each event is read once per type (the covering index ``ix_events_contact_type_ts``), and only
+the columns of its own type are evaluated for it. The whole-population path materialises each
+trait table into a temporary table keyed by contact id; the subset path (real time, explain)
+inlines the same SELECTs as derived tables filtered by contact id. Contacts without events of a
+type get NULL columns from the LEFT JOIN; :meth:`TraitTables.column` turns those into the
+documented empty values (count 0, exists false).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    FromClause,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+)
+from sqlalchemy.sql.type_api import TypeEngine
+
+from mapping.project import Project
+from mapping.rules import ast as r
+from sync.evaluate.compile import Col, ExprCompiler, as_of_param, window_condition
+from sync.store.schema import BigId, events
+
+
+@dataclass
+class _TypeTraits:
+    event: str
+    columns: dict[object, tuple[str, Col, TypeEngine[Any]]] = field(default_factory=dict)
+    lower_ms: int | None = 0  # widest "ago" start needed; None = all time
+    unbounded: bool = False
+
+
+@dataclass(frozen=True)
+class PointsKey:
+    score: str
+    index: int
+
+
+class TraitTables:
+    """Registry of aggregate leaves, and the trait tables that compute them."""
+
+    def __init__(self, project: Project, dialect: str, type_ids: dict[str, int]) -> None:
+        self.project = project
+        self.dialect = dialect
+        self.type_ids = type_ids
+        self._types: dict[str, _TypeTraits] = {}
+        self.alias = events.alias("e")
+        self.tables: dict[str, FromClause] = {}
+        self._counter = 0
+
+    # ------------------------------------------------------------------ registration
+
+    def _event(self, event: str) -> ExprCompiler:
+        return ExprCompiler(self.project, self.dialect, None, None, self.alias, event)
+
+    def _widen(self, tt: _TypeTraits, window_start: int | None) -> None:
+        if window_start is None:
+            tt.unbounded = True
+        elif tt.lower_ms is not None:
+            tt.lower_ms = max(tt.lower_ms, window_start)
+
+    def _add(self, event: str, key: object, window_start: int | None,
+             build: Any, sqltype: TypeEngine[Any]) -> None:
+        tt = self._types.setdefault(event, _TypeTraits(event))
+        if key in tt.columns:
+            return
+        self._widen(tt, window_start)
+        label = f"t{self._counter}"
+        self._counter += 1
+        tt.columns[key] = (label, build, sqltype)
+
+    def _window_start(self, window: r.Window) -> int | None:
+        return None if window.kind == "all" else window.start_ms
+
+    def register_agg(self, agg: r.Agg) -> None:
+        if agg.func == "exists":
+            agg = r.Agg("count", agg.event, None, agg.where, agg.window)
+        self._add(agg.event, agg, self._window_start(agg.window), agg, _agg_type(agg.func))
+
+    def register_sequence(self, seq: r.Sequence) -> None:
+        self._add(seq.first, seq, self._window_start(seq.window), seq,
+                  BigInteger() if seq.latest else Integer())
+
+    def register_points(self, key: PointsKey) -> None:
+        score = self.project.scores[key.score]
+        self._add(score.points[key.index].event, key, score.window_ms, key, Float())
+
+    # ------------------------------------------------------------------ building
+
+    def _cond(self, event: str, window: r.Window | None, where: r.Expr | None) -> list[Col]:
+        tt = self._types[event]
+        parts: list[Col] = []
+        if window is not None and window.kind != "all":
+            same = not tt.unbounded and window.start_ms == tt.lower_ms and window.end_ms == 0
+            if not same:
+                parts.append(window_condition(self.alias.c.ts, window))
+        if where is not None:
+            parts.append(self._event(event).condition(where))
+        return parts
+
+    def excluded(self, table: FromClause, event: str) -> Col:
+        """True for an event of type ``event`` in ``table`` dropped by its exclude filter."""
+        rule = self.project.event_excludes.get(event)
+        if rule is None:
+            return false()
+        return ExprCompiler(self.project, self.dialect, None, None, table, event).condition(rule)
+
+    def _agg_sql(self, agg: r.Agg) -> Col:
+        e = self.alias
+        parts = self._cond(agg.event, agg.window, agg.where)
+        if agg.func == "count":
+            return func.count(case((and_(*parts), 1))) if parts else func.count()
+        if agg.func in ("first", "last"):
+            x: Col = e.c.ts
+        elif isinstance(agg.of, r.Prop):
+            x = self._event(agg.event).sql(agg.of)
+        else:
+            x = e.c.value if agg.of is None else e.c[agg.of.name]
+        if parts:
+            x = case((and_(*parts), x))
+        if agg.func == "distinct":
+            return func.count(x.distinct())
+        name = {"first": "min", "last": "max"}.get(agg.func, agg.func)
+        return getattr(func, name)(x)  # type: ignore[no-any-return]
+
+    def _followed(self, seq: r.Sequence, a_ts: Col, contact_id: Col) -> Col:
+        b = events.alias("b")
+        conds = [b.c.contact_id == contact_id, b.c.type_id == self._type_id(seq.then_not),
+                 b.c.ts >= a_ts, b.c.ts <= a_ts + seq.gap_ms, not_(self.excluded(b, seq.then_not))]
+        if seq.then_where is not None:
+            conds.append(ExprCompiler(self.project, self.dialect, None, None, b, seq.then_not)
+                         .condition(seq.then_where))
+        return exists(select(literal(1)).select_from(b).where(*conds))
+
+    def _sequence_sql(self, seq: r.Sequence) -> Col:
+        e = self.alias
+        parts = self._cond(seq.first, seq.window, seq.where)
+        if seq.latest:
+            return func.max(case((and_(*parts), e.c.ts))) if parts else func.max(e.c.ts)
+        parts += [e.c.ts <= as_of_param() - seq.gap_ms,
+                  not_(self._followed(seq, e.c.ts, e.c.contact_id))]
+        return func.max(case((and_(*parts), 1), else_=0))
+
+    def _points_sql(self, key: PointsKey) -> Col:
+        score = self.project.scores[key.score]
+        rule = score.points[key.index]
+        window = r.Window("within", score.window_ms) if score.window_ms is not None else None
+        parts = self._cond(rule.event, window, rule.where)
+        if score.half_life_ms:
+            age = as_of_param() - self.alias.c.ts
+            weight: Col = func.power(0.5, age * 1.0 / float(score.half_life_ms))
+        else:
+            weight = literal(1.0)
+        return func.sum(case((and_(*parts), weight)) if parts else weight)
+
+    def _type_id(self, event: str) -> Col:
+        return literal(self.type_ids.get(event, -1), Integer)
+
+    def selects(self, subset: bool) -> dict[str, tuple[Select[Any], list[tuple[str, Any]]]]:
+        """Per event type: its trait SELECT and its (label, type) columns."""
+        out: dict[str, tuple[Select[Any], list[tuple[str, Any]]]] = {}
+        e = self.alias
+        for event, tt in self._types.items():
+            cols: list[Col] = [e.c.contact_id.label("contact_id")]
+            shape: list[tuple[str, Any]] = []
+            for label, spec, sqltype in tt.columns.values():
+                if isinstance(spec, r.Agg):
+                    expr = self._agg_sql(spec)
+                elif isinstance(spec, r.Sequence):
+                    expr = self._sequence_sql(spec)
+                elif isinstance(spec, PointsKey):
+                    expr = self._points_sql(spec)
+                else:
+                    raise TypeError(spec)
+                cols.append(expr.label(label))
+                shape.append((label, sqltype))
+            where = [e.c.type_id == self._type_id(event), e.c.ts <= as_of_param(),
+                     not_(self.excluded(e, event))]
+            if not tt.unbounded and tt.lower_ms:
+                where.append(e.c.ts > as_of_param() - tt.lower_ms)
+            if subset:
+                where.append(e.c.contact_id.in_(bindparam("ids", expanding=True)))
+            out[event] = (select(*cols).where(*where).group_by(e.c.contact_id), shape)
+        return out
+
+    def use_subqueries(self, subset: bool) -> None:
+        """Trait tables as derived tables (subset path, or an ad-hoc population scan)."""
+        self.tables = {ev: sel.subquery(f"tt_{i}")
+                       for i, (ev, (sel, _)) in enumerate(self.selects(subset).items())}
+
+    def materialise(self, conn: Connection, as_of_ms: int) -> list[Table]:
+        """Whole-population path: each trait table becomes a temporary table."""
+        md = MetaData()
+        made: list[Table] = []
+        for i, (event, (sel, shape)) in enumerate(self.selects(False).items()):
+            table = Table(f"segsync_tt_{i}", md,
+                          Column("contact_id", BigId, primary_key=True),
+                          *(Column(label, sqltype) for label, sqltype in shape),
+                          prefixes=["TEMPORARY"])
+            table.create(conn)
+            made.append(table)
+            conn.execute(insert(table).from_select(["contact_id", *(s[0] for s in shape)], sel),
+                         {"as_of": as_of_ms})
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"ANALYZE {table.name}")
+            self.tables[event] = table
+        return made
+
+    # ------------------------------------------------------------------ contact level
+
+    def joins(self, contacts: FromClause) -> FromClause:
+        joined = contacts
+        for table in self.tables.values():
+            joined = joined.outerjoin(table, table.c.contact_id == contacts.c.id)
+        return joined
+
+    def _raw(self, event: str, key: object) -> Col:
+        label = self._types[event].columns[key][0]
+        return self.tables[event].c[label]
+
+    def agg(self, agg: r.Agg) -> Col:
+        if agg.func == "exists":
+            count = self.agg(r.Agg("count", agg.event, None, agg.where, agg.window))
+            return count > 0
+        col = self._raw(agg.event, agg)
+        return func.coalesce(col, 0) if agg.func in ("count", "distinct") else col
+
+    def sequence(self, seq: r.Sequence, contacts: FromClause) -> Col:
+        col = self._raw(seq.first, seq)
+        if not seq.latest:
+            return func.coalesce(col, 0) > 0
+        return func.coalesce(and_(col.is_not(None), col <= as_of_param() - seq.gap_ms,
+                                  not_(self._followed(seq, col, contacts.c.id))), false())
+
+    def points(self, key: PointsKey) -> Col:
+        return func.coalesce(self._raw(self.project.scores[key.score].points[key.index].event, key),
+                             0.0)
+
+    def empty(self) -> bool:
+        return not self._types
+
+
+def _agg_type(fn: str) -> TypeEngine[Any]:
+    if fn in ("count", "distinct", "first", "last"):
+        return BigInteger()
+    return Float()
+
+

@@ -1,0 +1,114 @@
+"""Versioned migrations: an ordered list of steps, each applied once in its own transaction.
+
+The ``schema_version`` table holds one row per applied step. Opening a store applies the
+missing steps in order (:func:`migrate`); a step never drops or rewrites data, it only adds
+(tables, columns with defaults, indexes) or copies. A store whose version is higher than the
+last step known to this code is refused with a clear :class:`~sync.store.errors.StoreError`.
+
+Adding a step: append a :class:`Migration` with the next version to :data:`MIGRATIONS` and make
+the same change in :mod:`sync.store.schema` (the current shape). ``tests/test_store_migrations``
+checks that a store migrated from nothing has exactly the shape of ``sync.store.schema``.
+
+Concurrency: two processes opening a new store at once both try to migrate. Each step runs
+under a write lock (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
+PostgreSQL) and re-reads the version inside it, so a step is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy import func as sa_func
+
+from sync.store import schema, schema_v1
+from sync.store.errors import StoreError
+from sync.store.tx import begin_write
+
+# pg_advisory_xact_lock key: "segsync\0" as a 64-bit integer, arbitrary but fixed.
+_PG_LOCK_KEY = 0x7365677379_6E6300
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_create_tables(conn: Connection) -> None:
+    schema_v1.metadata.create_all(conn)
+
+
+def _v2_identities_email_index(conn: Connection) -> None:
+    # provider records are matched to contacts by email (connectors' identity resolution)
+    conn.execute(text("CREATE INDEX ix_identities_email ON identities (email)"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create the tables", _v1_create_tables),
+    Migration(2, "index identities by email", _v2_identities_email_index),
+)
+
+CURRENT_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """The store's schema version: 0 for an empty database."""
+    if not inspect(conn).has_table("schema_version"):
+        if inspect(conn).has_table("contacts"):
+            raise StoreError(
+                "the database holds a 'contacts' table but no 'schema_version' table: "
+                "it is not a segsync store (point store.url at an empty database)"
+            )
+        return 0
+    found = conn.execute(select(sa_func.max(schema.schema_version.c.version))).scalar()
+    return int(found or 0)
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    # SQLite: begin_write already holds the write lock (BEGIN IMMEDIATE)
+
+
+def _check_not_newer(version: int, steps: Sequence[Migration]) -> None:
+    known = steps[-1].version if steps else 0
+    if version > known:
+        raise StoreError(
+            f"the store has schema version {version} but this segsync only knows versions up "
+            f"to {known}: it was written by a newer segsync; upgrade segsync to use it"
+        )
+
+
+def migrate(engine: Engine, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply every missing step of ``steps`` in order; returns the versions applied."""
+    applied: list[int] = []
+    with engine.connect() as conn:
+        version = current_version(conn)
+        conn.rollback()
+    _check_not_newer(version, steps)
+    for step in steps:
+        if step.version <= version:
+            continue
+        with begin_write(engine) as conn:
+            _lock(conn)
+            version = current_version(conn)
+            _check_not_newer(version, steps)
+            if step.version <= version:
+                continue  # another process applied it meanwhile
+            if step.version != version + 1:
+                raise StoreError(
+                    f"migration steps are not contiguous: store at {version}, next {step.version}"
+                )
+            step.apply(conn)
+            conn.execute(
+                schema.schema_version.insert().values(
+                    version=step.version, applied_at=int(time.time() * 1000)
+                )
+            )
+            version = step.version
+            applied.append(step.version)
+    return applied

@@ -1,0 +1,172 @@
+"""Frozen snapshot of the store's tables at schema version 1 — never edit this file.
+
+Migration step 1 (``sync.store.migrations``) creates exactly these tables, so a store created
+today and one created by the first release go through the same steps. Later shapes live in
+``sync.store.schema`` (the current shape) and are reached by further migration steps.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BIGINT that is still an alias of ROWID on SQLite (auto-increment, fast lookups).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# SMALLINT that is still a ROWID alias on SQLite (only "INTEGER PRIMARY KEY" auto-numbers there).
+SmallId = SmallInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True, unique=True),
+    Column("external_id", String(255), nullable=True, unique=True),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("provider_id", String(255), primary_key=True),
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_identities_contact", "contact_id"),
+)
+
+event_types = Table(
+    "event_types",
+    metadata,
+    Column("id", SmallId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("contact_id", BigId, nullable=False),
+    Column("type_id", SmallId, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("properties", JSON, nullable=True),
+    Column("source", String(32), nullable=False),
+    # provider event id, or "sha256:<hex>" of the canonical content when there is none
+    Column("source_event_id", String(255), nullable=False),
+    UniqueConstraint("source", "source_event_id", name="uq_events_source_id"),
+    # the covering index every per-contact aggregate walks
+    Index("ix_events_contact_type_ts", "contact_id", "type_id", "ts", "value"),
+    # window-edge scans for exact-time exits: which contacts had an event of type T in (a, b]
+    Index("ix_events_type_ts", "type_id", "ts", "contact_id"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("segment", String(128), primary_key=True),
+    Column("entered_at", BigInteger, primary_key=True),
+    Column("exited_at", BigInteger, nullable=True),  # NULL while a member
+    Column("rule_hash", String(64), nullable=False),
+    Index("ix_memberships_segment_open", "segment", "exited_at"),
+)
+
+group_state = Table(
+    "group_state",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_name", String(128), primary_key=True),
+    Column("value", String(128), nullable=True),
+    Column("since", BigInteger, nullable=False),
+)
+
+computed_values = Table(
+    "computed_values",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value", JSON, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+rank_cutoffs = Table(
+    "rank_cutoffs",
+    metadata,
+    Column("rank_key", String(64), primary_key=True),  # hash of the ranked expression
+    Column("k", Integer, primary_key=True),  # 0..n
+    Column("cutoff", Float, nullable=True),
+    Column("population", BigInteger, nullable=False),
+    Column("computed_at", BigInteger, nullable=False),
+)
+
+desired_values = Table(
+    "desired_values",
+    metadata,
+    Column("destination", String(32), primary_key=True),  # "hubspot" | "klaviyo"
+    Column("record_id", String(255), primary_key=True),  # provider record id
+    Column("target", String(255), primary_key=True),  # "field:<name>" or "list:<name>"
+    Column("contact_id", BigId, nullable=False),
+    Column("value", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+acked_values = Table(
+    "acked_values",
+    metadata,
+    Column("destination", String(32), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("target", String(255), primary_key=True),
+    Column("value", JSON, nullable=True),
+    Column("acked_at", BigInteger, nullable=False),
+    Column("request_id", String(128), nullable=True),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("stream", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # evaluate | pull | run | import | ...
+    Column("trigger", String(32), nullable=False, default="manual"),
+    Column("as_of", BigInteger, nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # running | ok | partial | error
+    Column("summary", JSON, nullable=True),
+)

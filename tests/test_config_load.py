@@ -1,0 +1,160 @@
+"""Loading a configuration: the Project it builds, and every problem reported at once with its
+file:line:column, TOML path, reason and hint."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mapping.config import load_project, load_project_text
+from mapping.errors import ConfigError
+from mapping.rules import ast as r
+
+T = r.Type
+BASE = """\
+[attributes]
+country = "string"
+signup_date = "date"
+age = "number"
+
+[events.opened]
+properties = { url = "string" }
+[events.placed_order]
+properties = { price = "number" }
+exclude = "value > 5000"
+"""
+
+
+def load(extra: str) -> object:
+    return load_project_text(BASE + textwrap.dedent(extra), "config.toml")
+
+
+def problems(extra: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(extra)
+    return [str(p) for p in info.value.problems]
+
+
+def line_of(extra: str, needle: str) -> int:
+    """1-based line of ``needle`` in BASE + extra (so tests don't hard-code line numbers)."""
+    lines = (BASE + textwrap.dedent(extra)).split("\n")
+    return next(n for n, line in enumerate(lines, 1) if needle in line)
+
+
+def test_a_valid_configuration_builds_the_project() -> None:
+    project = load("""
+        [traits]
+        orders = 'count("placed_order")'
+
+        [scores.engagement]
+        points = [{ event = "opened", points = 1, where = 'contains(url, "/p/")' }]
+        half_life = "7d"
+        tiers = { High = 50, Low = 0, Medium = 20 }
+
+        [rfm]
+        event = "placed_order"
+        monetary = "price"
+
+        [segments.vip]
+        rule = 'segment("loyal") and score("engagement") > 80'
+        [segments.loyal]
+        rule = { all = ["orders >= 3", { not = 'country == "FR"' }] }
+        min_dwell = "1d"
+        [segments.reengage]
+        flags = [{ when = 'not exists("opened", within="7d")', points = 70 }]
+        min_weight = 50
+
+        [groups.stage]
+        kind = "lifecycle"
+        segments = ["loyal", "vip"]
+
+        [fields]
+        tier = 'tier("engagement")'
+    """)
+    assert isinstance(project, __import__("mapping.project").project.Project)
+    assert list(project.segments) == ["loyal", "vip", "reengage"]  # dependencies first
+    loyal = project.segments["loyal"]
+    assert loyal.rule == r.And((
+        r.Compare(">=", r.TraitRef("orders"), r.Literal_(3, T.NUMBER)),
+        r.Not(r.Compare("==", r.Attr("country"), r.Literal_("FR", T.STRING))),
+    ))
+    assert loyal.min_dwell_ms == 86_400_000 and len(loyal.rule_hash) == 16
+    assert project.segments["reengage"].rule is None
+    assert project.segments["reengage"].flags[0].points == 70
+    assert project.attributes["signup_date"] is T.DATETIME
+    assert project.date_attributes == frozenset({"signup_date"})
+    assert project.events["placed_order"] == {"price": T.NUMBER}
+    assert project.event_excludes["placed_order"] == r.Compare(
+        ">", r.EventField("value"), r.Literal_(5000, T.NUMBER))
+    score = project.scores["engagement"]
+    assert score.half_life_ms == 7 * 86_400_000
+    assert score.tiers == (("Low", 0), ("Medium", 20), ("High", 50))
+    assert score.points[0].where == r.StrOp("contains", r.Prop("url"), r.Literal_("/p/", T.STRING))
+    assert project.rfm is not None and project.rfm.monetary == r.Prop("price")
+    assert project.groups["stage"].field == "stage"
+    assert project.fields == {"tier": r.TierRef("engagement")}
+    assert project.traits["orders"] == r.Agg("count", "placed_order")
+
+
+def test_rule_hash_follows_the_canonical_text() -> None:
+    def hash_of(rule: str, trait: str = 'count("opened")') -> str:
+        extra = f"[traits]\nopens = '{trait}'\n[segments.s]\nrule = '{rule}'\n"
+        return load(extra).segments["s"].rule_hash  # type: ignore[attr-defined, no-any-return]
+
+    same = hash_of('count("opened", within="24h") >= 1 and opens > 0')
+    assert same == hash_of('count( "opened", within = "1d" ) >= 1 and (opens > 0)')
+    assert same != hash_of('count("opened", within="24h") >= 2 and opens > 0')
+    assert same != hash_of('count("opened", within="24h") >= 1 and opens > 0', trait='count("placed_order")')
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        pytest.param("[segments.a\nrule = 'true'\n", "config.toml:11:12: invalid TOML: Expected ']'",
+                     id="bad TOML syntax"),
+        pytest.param("[segments.a]\nrule = 'true'\npriority = \"high\"\n",
+                     ["config.toml:13:12 segments.a.priority: expected an integer, not a string"],
+                     id="wrong key type"),
+        pytest.param("[segments.a]\nrule = 5\n",
+                     ["config.toml:12:8 segments.a.rule: expected a string or a table, not an integer"],
+                     id="wrong type in a union"),
+        pytest.param("[segments.a]\nrule = 'true'\nprioirty = 1\n",
+                     ["config.toml:13:1 segments.a.prioirty: unknown key 'prioirty' (did you mean 'priority'?)"],
+                     id="misspelt key"),
+        pytest.param("[segmens.a]\nrule = 'true'\n",
+                     ["config.toml:11:1 segmens: unknown key 'segmens' (did you mean 'segments' or 'events'?)"],
+                     id="misspelt table"),
+        pytest.param("[segments.a]\nflags = [{ when = 'true', point = 1 }]\n",
+                     ["config.toml:12:27 segments.a.flags[0].point: unknown key 'point' (did you mean 'points'?)"],
+                     id="misspelt key in an inline table"),
+        pytest.param("[sources.hubspot]\ntoken = \"pat-na1-0123\"\n",
+                     ['config.toml:12:9 sources.hubspot.token: secrets must be given as "env:NAME" (read from '
+                      'the environment), not inline (e.g. token = "env:HUBSPOT_TOKEN")'],
+                     id="inline secret"),
+        pytest.param("[sources.klaviyo]\napi_key = \"env:\"\n",
+                     ['config.toml:12:11 sources.klaviyo.api_key: secrets must be given as "env:NAME" (read '
+                      'from the environment), not inline (e.g. api_key = "env:KLAVIYO_API_KEY")'],
+                     id="empty env name"),
+        pytest.param("[groups.g]\nkind = \"exclusiv\"\nsegments = [\"a\"]\n",
+                     ["config.toml:12:8 groups.g.kind: expected one of 'exclusive', 'lifecycle' "
+                      "(did you mean 'exclusive'?)",
+                      "config.toml:13:13 groups.g.segments[0]: unknown segment 'a'"], id="bad literal"),
+        pytest.param("[groups.g]\nkind = \"exclusive\"\n",
+                     ["config.toml:11:1 groups.g: missing required key 'segments'"], id="missing key"),
+        pytest.param("[segments.a]\ndescription = 'x'\n",
+                     ["config.toml:11:1 segments.a: a segment needs a rule or flags"], id="empty segment"),
+        pytest.param("[segments.a]\nrule = 'true'\ncooldown = \"2 days\"\n",
+                     ["config.toml:13:12 segments.a.cooldown: malformed duration '2 days': expected a number "
+                      'and a unit (ms, s, m, h, d, w), e.g. "24h"'], id="bad duration key"),
+        pytest.param("[attributes]\n", "config.toml:11:1: invalid TOML: Cannot declare ('attributes',) twice",
+                     id="table declared twice"),
+    ],
+)
+def test_shape_problems(extra: str, expected: str | list[str]) -> None:
+    found = problems(extra)
+    if isinstance(expected, list):
+        assert found == expected
+    else:
+        assert len(found) == 1 and found[0].startswith(expected), found
