@@ -184,8 +184,8 @@ def main() -> None:
         if generation:
             lines.append(
                 f"- generation: {generation['contacts']:,} contacts, {generation['activities']:,} "
-                f"activities in **{generation['seconds']} s**; activity store {generation['activity_store_mb']} "
-                f"MiB, peak RSS {generation['peak_rss_mb']} MiB"
+                f"activities in **{generation['seconds']} s**; activity store "
+                f"{generation['activity_store_mb']} MiB, peak RSS {generation['peak_rss_mb']} MiB"
             )
         with RESULTS.open("a") as f:
             f.write("\n".join(lines) + "\n")

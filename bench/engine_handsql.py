@@ -100,7 +100,7 @@ def _least(d: Dialect) -> str:
 
 def _decay(t: int, a: int) -> str:
     """Points of type ``t`` for one event, decayed by its age (exp form of 0.5 ** (age/hl))."""
-    return f"{POINTS[t]} * exp((ts - {a}) * {LN2 / HALF_LIFE!r})"
+    return f"{POINTS[t]} * exp(CAST(ts - {a} AS DOUBLE PRECISION) * {LN2 / HALF_LIFE!r})"
 
 
 Agg = tuple[str, str, str | None, str]  # (function, argument, condition, name)

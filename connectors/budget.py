@@ -323,12 +323,18 @@ class BudgetRegistry:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, spec: BudgetSpec, account: str = "default") -> RateBudget:
-        """The shared budget for (spec.provider, account), created from `spec` on first use."""
+        """The shared budget for (spec.provider, account), created from `spec` on first use.
+
+        Asking again with a different spec is a configuration mistake and raises ValueError.
+        """
         key = (spec.provider, account)
         with self._lock:
             if key not in self._budgets:
                 self._budgets[key] = RateBudget(spec)
-            return self._budgets[key]
+            budget = self._budgets[key]
+        if budget.spec != spec:
+            raise ValueError(f"the {spec.provider} budget for account {account!r} already has other limits")
+        return budget
 
     def clear(self) -> None:
         with self._lock:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +42,17 @@ import pydantic
 import requests
 import urllib3.exceptions as u3
 
+from connectors.bodies import (
+    detail,
+    forget_response,
+    last_response_headers,
+    lower_headers,
+    note_response,
+    redact,
+    request_id,
+    snippet,
+    text_of,
+)
 from connectors.classify import (
     CallKind,
     Transport,
@@ -67,25 +77,11 @@ __all__ = [
     "boundary",
     "from_http",
     "is_provider_failure",
+    "last_response_headers",
+    "note_response",
     "redact",
     "translate",
 ]
-
-_SNIPPET = 200
-_SECRETS = (
-    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
-    re.compile(r"(?i)(klaviyo-api-key\s+)[^\s'\",]+"),
-    re.compile(r"(?i)((?:hapikey|api_key|apikey|access_token|token)=)[^&\s'\"]+"),
-    re.compile(r"(?i)()\bpat-[a-z0-9-]{6,}"),
-    re.compile(r"()\bpk_[A-Za-z0-9]{6,}"),
-)
-
-
-def redact(text: str) -> str:
-    """`text` with bearer tokens, Klaviyo keys and ``token=`` query values masked."""
-    for pattern in _SECRETS:
-        text = pattern.sub(r"\1***", text)
-    return text
 
 
 class ConnectorError(SegsyncError):
@@ -176,66 +172,6 @@ class RecordRejected(ConnectorError):
 # --- responses --------------------------------------------------------------------------
 
 
-def _lower_headers(headers: Any) -> dict[str, str]:
-    if not headers:
-        return {}
-    try:
-        items = headers.items()
-    except AttributeError:
-        return {}
-    return {str(k).lower(): str(v) for k, v in items}
-
-
-def _decode(body: object) -> str:
-    if body is None:
-        return ""
-    if isinstance(body, bytes | bytearray):
-        return bytes(body).decode("utf-8", errors="replace")
-    return str(body)
-
-
-def _snippet(text: str) -> str:
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = " ".join(text.split())
-    return text[:_SNIPPET] + ("…" if len(text) > _SNIPPET else "")
-
-
-def _request_id(payload: object, headers: Mapping[str, str]) -> str | None:
-    if isinstance(payload, dict):
-        if isinstance(payload.get("correlationId"), str):
-            return str(payload["correlationId"])
-        errors = payload.get("errors")
-        if isinstance(errors, list):
-            for item in errors:
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    return str(item["id"])
-    if "x-hubspot-correlation-id" in headers:
-        return headers["x-hubspot-correlation-id"]
-    for name, value in headers.items():
-        if name.endswith("request-id") or name.endswith("correlation-id"):
-            return value
-    return None
-
-
-def _detail(payload: object, text: str) -> str:
-    if isinstance(payload, dict):
-        parts: list[str] = []
-        errors = payload.get("errors")
-        first = errors[0] if isinstance(errors, list) and errors else None
-        if isinstance(first, dict) and "detail" in first:  # Klaviyo JSON:API
-            parts = [str(first.get(k)) for k in ("code", "detail") if first.get(k)]
-            pointer = (first.get("source") or {}).get("pointer") if isinstance(first, dict) else None
-            if pointer:
-                parts.append(f"at {pointer}")
-        else:  # HubSpot standard error
-            parts = [str(payload[k]) for k in ("category", "message") if payload.get(k)]
-        if parts:
-            return ": ".join(parts)
-    if not text.strip():
-        return "empty body"
-    return f"unreadable body: {_snippet(text)}"
-
-
 def from_http(
     provider: str,
     status: int,
@@ -247,15 +183,15 @@ def from_http(
     now: Callable[[], float] = time.time,
 ) -> ConnectorError:
     """The typed error for an HTTP error response (status, headers, raw body)."""
-    hdrs = _lower_headers(headers)
-    text = _decode(body)
+    hdrs = lower_headers(headers)
+    text = text_of(body)
     try:
         payload: object = json.loads(text) if text.strip() else None
     except ValueError:
         payload = None
-    rid = _request_id(payload, hdrs)
+    rid = request_id(payload, hdrs)
     message = f"{status} {reason or http.client.responses.get(status, '')}".rstrip()
-    message += f": {_detail(payload, text)}"
+    message += f": {detail(payload, text)}"
     verdict = classify_status(status, provider, kind)
     if verdict is Verdict.RATE_LIMITED:
         if isinstance(payload, dict) and payload.get("policyName") == "DAILY":
@@ -326,7 +262,7 @@ def _transport(
         Transport.TIMEOUT: "timed out waiting for the response",
         Transport.MALFORMED: "response could not be read",
     }[failure]
-    message = f"{what}: {type(exc).__name__}: {_snippet(str(exc))}"
+    message = f"{what}: {type(exc).__name__}: {snippet(str(exc))}"
     verdict = classify_transport(failure, kind)
     if verdict is Verdict.AMBIGUOUS:
         return AmbiguousWrite(provider, status, None, message)
@@ -336,7 +272,7 @@ def _transport(
 
 
 def _permanent(provider: str, exc: BaseException) -> PermanentError:
-    return PermanentError(provider, None, None, f"{type(exc).__name__}: {_snippet(str(exc))}")
+    return PermanentError(provider, None, None, f"{type(exc).__name__}: {snippet(str(exc))}")
 
 
 def _from_urllib3(exc: u3.HTTPError, provider: str, kind: CallKind) -> ConnectorError:
@@ -405,8 +341,8 @@ def translate(
 ) -> ConnectorError:
     """The typed error for `exc` raised by a call of `kind` (default: the most cautious).
 
-    `headers` may carry the response headers when the caller has them and the exception
-    does not (a deserialisation error), so the request id is not lost.
+    For a deserialisation error the exception carries no response: the request id is read
+    from `headers`, else from the last response noted on this thread (`note_response`).
     """
     if isinstance(exc, ConnectorError):
         return exc
@@ -424,8 +360,8 @@ def translate(
         return _transport(provider, Transport.RESET, kind, exc)
     if isinstance(exc, _DESERIALISATION):
         error = _transport(provider, Transport.MALFORMED, kind, exc)
-        hdrs = _lower_headers(headers)
-        error.request_id = _request_id(None, hdrs)
+        hdrs = lower_headers(headers if headers is not None else last_response_headers())
+        error.request_id = request_id(None, hdrs)
         error.headers = hdrs
         return error
     return _permanent(provider, exc)
@@ -436,6 +372,7 @@ def boundary(
     provider: str, kind: CallKind = CallKind.WRITE, now: Callable[[], float] = time.time
 ) -> Iterator[None]:
     """Translate provider failures raised inside the block; let anything else through."""
+    forget_response()
     try:
         yield
     except ConnectorError:

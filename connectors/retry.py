@@ -13,7 +13,9 @@
   not waited out);
 - `sleep`, `clock` (monotonic seconds) and `jitter` are injected, so tests never sleep;
 - with a `budget` (see `connectors.budget`), each attempt first acquires from the rate
-  budget, and a 429 slows down every thread of the process sharing that budget;
+  budget, the budget then reads the response's rate-limit headers (noted by the clients of
+  `connectors.sdk`, or carried by the error), and a 429 slows down every thread of the
+  process sharing that budget;
 - each attempt is logged (what, attempt number, error class, status, request id, wait);
   messages are redacted and the call's arguments are never logged.
 
@@ -26,14 +28,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from connectors.classify import CallKind
-from connectors.errors import ConnectorError, RateLimited, RetryableError, boundary
+from connectors.errors import ConnectorError, RateLimited, RetryableError, boundary, last_response_headers
 
 __all__ = ["BudgetLike", "RetryPolicy", "RetrySettings", "full_jitter"]
 
@@ -47,6 +49,8 @@ class BudgetLike(Protocol):
     def acquire(self, n: int = 1) -> float: ...
 
     def penalize(self, seconds: float | None) -> None: ...
+
+    def observe(self, headers: Mapping[str, str] | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,15 +120,20 @@ class RetryPolicy:
         label = f"{self.provider} {what}"
 
         def attempt() -> T:
-            if budget is not None:
-                budget.acquire()
-            try:
+            if budget is None:
                 with boundary(self.provider, kind, self._now):
                     return fn()
-            except RateLimited as exc:
-                if budget is not None:
+            budget.acquire()
+            try:
+                with boundary(self.provider, kind, self._now):
+                    result = fn()
+            except ConnectorError as exc:
+                budget.observe(exc.headers)
+                if isinstance(exc, RateLimited):
                     budget.penalize(exc.retry_after)
                 raise
+            budget.observe(last_response_headers())
+            return result
 
         def should_stop(state: RetryCallState) -> bool:
             if state.attempt_number >= settings.max_attempts:

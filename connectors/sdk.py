@@ -14,18 +14,27 @@ one request; a failed connection surfaces as ``MaxRetryError`` (translated by
 `connectors.errors`), an HTTP error as the SDK's ``ApiException``, and a redirect is
 returned as-is instead of being followed. Both factories take the base URL so that the
 loopback sandbox (or a proxy) can stand in for the real API.
+
+Both factories also wrap the clients' REST layer so that every response's headers are noted
+(`connectors.errors.note_response`): a body the SDK cannot deserialise still yields an error
+with the request id, and `RetryPolicy` feeds the rate budget from them after every call
+without the connectors having to use the ``*_with_http_info`` variants.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import openapi_client
 import requests
 from hubspot import HubSpot
+from hubspot.discovery.discovery_base import DiscoveryBase
 from klaviyo_api import KlaviyoAPI
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from connectors.errors import note_response
 
 __all__ = ["HUBSPOT_URL", "KLAVIYO_URL", "NO_RETRIES", "http_session", "hubspot_client", "klaviyo_client"]
 
@@ -35,6 +44,30 @@ KLAVIYO_URL = "https://a.klaviyo.com"
 NO_RETRIES = Retry(total=0, redirect=False, raise_on_status=False, raise_on_redirect=False)
 
 
+def _headers_of(response: Any) -> Any:
+    # hubspot RESTResponse.urllib3_response, openapi_client RESTResponse.response, or a raw
+    # urllib3 response (_preload_content=False); ``getheaders()`` is deprecated in urllib3 2.
+    inner = getattr(response, "urllib3_response", None) or getattr(response, "response", None) or response
+    return getattr(inner, "headers", None)
+
+
+def _noting_responses(rest_client: Any) -> None:
+    request: Callable[..., Any] = rest_client.request
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        response = request(*args, **kwargs)
+        note_response(_headers_of(response))
+        return response
+
+    rest_client.request = noted
+
+
+def _hubspot_api_factory(api_client_package: Any, api_name: str, config: dict[str, Any]) -> Any:
+    api = DiscoveryBase._default_api_factory(api_client_package, api_name, config)
+    _noting_responses(api.api_client.rest_client)
+    return api
+
+
 def hubspot_client(token: str, base_url: str = HUBSPOT_URL) -> Any:
     """A ``hubspot.HubSpot`` client without retries, every API pointed at `base_url`.
 
@@ -42,7 +75,9 @@ def hubspot_client(token: str, base_url: str = HUBSPOT_URL) -> Any:
     (the SDK's raw-request helper, which uses ``requests`` and never retries).
     """
     url = base_url.rstrip("/")
-    return HubSpot(access_token=token, retry=NO_RETRIES, host=url, base_url=url)
+    return HubSpot(
+        access_token=token, retry=NO_RETRIES, host=url, base_url=url, api_factory=_hubspot_api_factory
+    )
 
 
 def klaviyo_client(api_key: str, base_url: str = KLAVIYO_URL, options: dict[str, Any] | None = None) -> Any:
@@ -50,6 +85,7 @@ def klaviyo_client(api_key: str, base_url: str = KLAVIYO_URL, options: dict[str,
     client = KlaviyoAPI(api_key, max_retries=1, test_host=base_url.rstrip("/"), options=dict(options or {}))
     client.configuration.retries = NO_RETRIES
     client.api_client.rest_client = openapi_client.rest.RESTClientObject(client.configuration)
+    _noting_responses(client.api_client.rest_client)
     return client
 
 

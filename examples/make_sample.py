@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 COUNTRIES = ["US", "US", "US", "GB", "DE", "FR", "CA", "AU", "NL", "SE"]
 CATEGORIES = {"shoes": (40, 180), "jackets": (80, 400), "bags": (30, 250), "socks": (5, 25)}
+FIRST_NAMES = ["Ann", "Bo", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 CAMPAIGNS = ["winter_sale", "new_arrivals", "weekly_digest", "vip_preview"]
 PERSONAS = [("engaged", 0.3), ("casual", 0.4), ("lapsed", 0.2), ("new", 0.1)]
 
@@ -60,13 +61,18 @@ class Sample:
         at = start + timedelta(hours=self.rng.uniform(0, 24 * every_days))
         while at < end:
             campaign = self.rng.choice(CAMPAIGNS)
+            self.add(key, "email_sent", at - timedelta(minutes=self.rng.randint(5, 600)), None,
+                     {"campaign": campaign})
+            if self.rng.random() < 0.25:  # sent, never opened
+                at += timedelta(hours=self.rng.uniform(0.5, 2) * 24 * every_days)
+                continue
             self.add(key, "opened_email", at, None, {"campaign": campaign},
                      with_id=self.rng.random() > 0.1)
             if self.rng.random() < click_share:
-                path = "/premium/" if campaign == "vip_preview" else "/shop/"
-                url = f"https://shop.example.com{path}{self.product()[0]}"
+                name, _, price = self.product()
+                url = f"https://shop.example.com/p/{name}"
                 self.add(key, "clicked_email", at + timedelta(minutes=self.rng.randint(1, 90)),
-                         None, {"campaign": campaign, "url": url})
+                         None, {"campaign": campaign, "url": url, "product_price": price})
             at += timedelta(hours=self.rng.uniform(0.5, 2) * 24 * every_days)
 
     def shopping(self, key: dict[str, str], start: datetime, end: datetime, every_days: float,
@@ -86,8 +92,7 @@ class Sample:
                     paid = at + timedelta(minutes=self.rng.randint(2, 600))
                     self.serial += 1
                     self.add(key, "placed_order", paid, price * items,
-                             {"order_id": f"ord_{self.serial:06d}", "items": items,
-                              "total": price * items})
+                             {"order_id": f"ord_{self.serial:06d}", "items": items})
                     orders += 1
             at += timedelta(hours=self.rng.uniform(0.5, 2) * 24 * every_days)
         return orders
@@ -111,15 +116,16 @@ def build() -> tuple[list[dict[str, str]], list[dict[str, object]]]:
         sample.email_events(key, active_from, active_to, every, 0.35 if persona == "engaged" else 0.1)
         orders = sample.shopping(key, active_from, active_to, every * 2.5,
                                  0.6 if persona == "engaged" else 0.3)
-        stage = "customer" if orders else ("trial" if persona != "lapsed" else "prospect")
+        plan = "paid" if orders and rng.random() < 0.7 else rng.choice(["free", "trial", ""])
         contacts.append({
             "email": email.upper() if n % 17 == 0 else email,  # normalised on import
             "external_id": ext,
+            "first_name": rng.choice(FIRST_NAMES),
             "country": rng.choice(COUNTRIES),
+            "plan": plan,
             "signup_date": signup.isoformat(),
-            "lifecycle_stage": stage,
-            "vip": "true" if persona == "engaged" and rng.random() < 0.3 else "false",
-            "ltv": "" if not orders else f"{rng.uniform(50, 2000):.2f}",
+            "email_opt_in": "false" if rng.random() < 0.08 else "true",
+            "interests": ";".join(sorted(rng.sample(sorted(CATEGORIES), rng.randint(0, 2)))),
         })
     # situations the example segments look for, all relative to AS_OF
     spike = {"email": "customer005@example.com"}
@@ -129,9 +135,12 @@ def build() -> tuple[list[dict[str, str]], list[dict[str, object]]]:
     cart = {"email": "customer007@example.com"}
     sample.add(cart, "added_to_cart", AS_OF - timedelta(minutes=40), 120.0,
                {"product": "jackets-03", "price": 120.0})
+    sample.add(spike, "clicked_email", AS_OF - timedelta(minutes=45), None,
+               {"campaign": "winter_sale", "url": "https://shop.example.com/p/jackets-09",
+                "product_price": 350.0})
     outlier = {"email": "customer011@example.com"}
     sample.add(outlier, "placed_order", AS_OF - timedelta(days=3), 9999.0,
-               {"order_id": "ord_outlier", "items": 40, "total": 9999.0})
+               {"order_id": "ord_outlier", "items": 40})
     sample.events.sort(key=lambda e: (str(e["timestamp"]), str(e.get("event_id", ""))))
     return contacts, sample.events
 

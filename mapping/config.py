@@ -87,7 +87,11 @@ def _toml_problem(message: str, name: str) -> Problem:
         m2 = re.search(r"\s*\(at end of document\)\s*$", message)
         text = message[: m2.start()] if m2 else message
         return Problem(Location(name), f"invalid TOML: {text}")
-    text = message[: m.start()]
+    text = re.sub(  # "Cannot declare ('a', 'b') twice" -> "Cannot declare a.b twice"
+        r"\(((?:'[^']*',?\s*)+)\)",
+        lambda t: ".".join(re.findall(r"'([^']*)'", t.group(1))),
+        message[: m.start()],
+    )
     return Problem(Location(name, int(m.group(1)), int(m.group(2))), f"invalid TOML: {text}")
 
 

@@ -22,8 +22,9 @@ from mapping import models
 from mapping.errors import Location, Problem, RuleError
 from mapping.project import Flag, GroupDef, PointsDef, Project, RfmDef, ScoreDef, SegmentDef
 from mapping.rules import ast as r
+from mapping.rules.calls import FUNCTIONS
 from mapping.rules.checker import check_rule, find_cycles, references
-from mapping.rules.parser import FUNCTIONS, parse_rule
+from mapping.rules.parser import parse_rule
 from mapping.rules.printer import format_rule
 from mapping.rules.source import EVENT_FIELDS, RESERVED_NAMES, Schema, Source, did_you_mean
 from mapping.tomlpos import PathPart, Span, format_path
@@ -64,6 +65,7 @@ class _Build:
     problems: list[Problem] = field(default_factory=list)
     owner: Node | None = None  # the segment or trait whose rules are being parsed
     graph: dict[Node, set[Node]] = field(default_factory=dict)  # references, even of bad rules
+    edges: dict[tuple[Node, Node], tuple[PathPart, ...]] = field(default_factory=dict)  # where made
 
     def problem(self, path: tuple[PathPart, ...], message: str, hint: str | None = None,
                 value: bool = False) -> None:
@@ -81,15 +83,21 @@ class _Build:
             self.problems += e.problems
             return None
         if self.owner is not None:
-            self.graph.setdefault(self.owner, set()).update(references(parsed.expr))
+            for ref in references(parsed.expr):
+                self.graph.setdefault(self.owner, set()).add(ref)
+                self.edges.setdefault((self.owner, ref), path)
         found = check_rule(parsed, self.schema, expect=expect, event=event, what=what)
         self.problems += found
         return None if found else parsed.expr
 
     def tree(self, path: tuple[PathPart, ...], value: object) -> r.Expr | None:
         """A segment rule: a string, or nested ``{all = [...]}`` / ``{any}`` / ``{not}`` tables."""
-        if not isinstance(value, dict):
+        if isinstance(value, str):
             return self.rule(path, value, what="a segment rule")
+        if not isinstance(value, dict):
+            if path[-1] != "rule":  # the top level's type is checked by the models
+                self.problem(path, "expected a rule string or an {all/any/not = ...} table", value=True)
+            return None
         if len(value) != 1 or next(iter(value)) not in ("all", "any", "not"):
             extra = [k for k in value if k not in ("all", "any", "not")]
             hint = did_you_mean(extra[0], ("all", "any", "not")) if extra else None
@@ -247,8 +255,7 @@ def _check_groups(b: _Build, data: dict[str, object]) -> None:
 
 def _cycle_problems(b: _Build, graph: dict[Node, set[Node]]) -> None:
     for cycle in find_cycles(graph):
-        kind, name = cycle[0]
-        path: tuple[PathPart, ...] = ("segments", name, "rule") if kind == "segment" else ("traits", name)
+        path = b.edges.get((cycle[0], cycle[1]), ())
         text = " -> ".join(f"{k} {n!r}" for k, n in cycle)
         b.problems.append(Problem(b.where.location(path, value=True), f"reference cycle: {text}"))
 
@@ -352,3 +359,23 @@ def _project(config: models.Config, parsed: dict[str, object], graph: dict[Node,
         traits=traits, scores=scores, rfm=rfm, segments=segments, groups=groups,
         fields=parsed["fields"],  # type: ignore[arg-type]
     )
+
+
+def schema_of(project: Project) -> Schema:
+    """The names a rule may use in ``project`` (to parse a rule outside the config file)."""
+    return Schema(
+        attributes=project.attributes, events=project.events, traits=project.traits,
+        scores={name: tuple(label for label, _ in s.tiers) for name, s in project.scores.items()},
+        segments=frozenset(project.segments), rfm=project.rfm is not None,
+    )
+
+
+def parse_checked(project: Project, text: str, *, expect: r.Type | None = r.Type.BOOL,
+                  event: str | None = None, name: str = "<rule>") -> r.Expr:
+    """Parse and type-check one rule against ``project``; :class:`RuleError` with every problem."""
+    schema = schema_of(project)
+    parsed = parse_rule(Source(text, name), schema, event=event)
+    problems = check_rule(parsed, schema, expect=expect, event=event)
+    if problems:
+        raise RuleError(problems=problems)
+    return parsed.expr

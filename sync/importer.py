@@ -166,7 +166,7 @@ def import_contacts(
     with RowSource(path, kind) as source:
         if kind == "csv":
             _check_contact_header(source, project)
-        with begin_write(engine) as conn:
+        with begin_write(engine) as conn, repo.bulk_session(conn):
             for batch in _batches(source, tally):
                 good: list[tuple[int, repo.ContactUpsert]] = []
                 for line, row in batch:
@@ -294,6 +294,19 @@ def _event_row(row: Row, project: Project, from_text: bool) -> _Event:
     return _Event(email, ext, type_name.strip(), ts, value, props, event_id)
 
 
+def _event_rows(events: list[_Event], ids: list[int | None], type_ids: dict[str, int],
+                source: str) -> list[repo.EventRow]:
+    rows = []
+    for ev, cid in zip(events, ids, strict=True):
+        if cid is None:
+            continue
+        props = repo.canonical_json(ev.properties) if ev.properties else None
+        event_id = ev.event_id or repo.event_content_hash(
+            f"{ev.email or ''}|{ev.external_id or ''}", ev.type, ev.ts, ev.value, props or "{}")
+        rows.append(repo.EventRow(cid, type_ids[ev.type], ev.ts, ev.value, props, source, event_id))
+    return rows
+
+
 def import_events(
     engine: Engine, project: Project, path: Path, fmt: str | None = None,
     *, source_name: str = "import", now: Callable[[], int] = _now_ms,
@@ -306,7 +319,7 @@ def import_events(
     with RowSource(path, kind) as source:
         if kind == "csv":
             _check_event_header(source, project)
-        with begin_write(engine) as conn:
+        with begin_write(engine) as conn, repo.bulk_session(conn):
             type_ids = repo.event_type_ids(conn, project.events)
             resolver = repo.ContactResolver(conn, match_first=match_first)
             for batch in _batches(source, tally):
@@ -317,17 +330,7 @@ def import_events(
                     except ValueError as e:
                         tally.problems.append(source.problem(line, str(e)))
                 ids = resolver.resolve([(e.email, e.external_id) for e in good], now())
-                rows = [
-                    repo.EventRow(
-                        contact_id=cid, type_id=type_ids[e.type], ts=e.ts, value=e.value,
-                        properties=e.properties or None, source=source_name,
-                        source_event_id=e.event_id or repo.event_content_hash(
-                            f"{e.email or ''}|{e.external_id or ''}", e.type, e.ts, e.value,
-                            e.properties),
-                    )
-                    for e, cid in zip(good, ids, strict=True)
-                    if cid is not None
-                ]
+                rows = _event_rows(good, ids, type_ids, source_name)
                 inserted = repo.insert_events(conn, rows)
                 tally.inserted += inserted
                 tally.unchanged += len(rows) - inserted

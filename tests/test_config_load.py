@@ -4,11 +4,12 @@ file:line:column, TOML path, reason and hint."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mapping.config import load_project, load_project_text
+from mapping.config import load_project_text
 from mapping.errors import ConfigError
 from mapping.rules import ast as r
 
@@ -121,17 +122,20 @@ def test_rule_hash_follows_the_canonical_text() -> None:
                      ["config.toml:12:8 segments.a.rule: expected a string or a table, not an integer"],
                      id="wrong type in a union"),
         pytest.param("[segments.a]\nrule = 'true'\nprioirty = 1\n",
-                     ["config.toml:13:1 segments.a.prioirty: unknown key 'prioirty' (did you mean 'priority'?)"],
+                     ["config.toml:13:1 segments.a.prioirty: unknown key 'prioirty' "
+                      "(did you mean 'priority'?)"],
                      id="misspelt key"),
         pytest.param("[segmens.a]\nrule = 'true'\n",
-                     ["config.toml:11:1 segmens: unknown key 'segmens' (did you mean 'segments' or 'events'?)"],
+                     ["config.toml:11:1 segmens: unknown key 'segmens' "
+                      "(did you mean 'segments' or 'events'?)"],
                      id="misspelt table"),
         pytest.param("[segments.a]\nflags = [{ when = 'true', point = 1 }]\n",
-                     ["config.toml:12:27 segments.a.flags[0].point: unknown key 'point' (did you mean 'points'?)"],
+                     ["config.toml:12:27 segments.a.flags[0].point: unknown key 'point' "
+                      "(did you mean 'points'?)"],
                      id="misspelt key in an inline table"),
         pytest.param("[sources.hubspot]\ntoken = \"pat-na1-0123\"\n",
-                     ['config.toml:12:9 sources.hubspot.token: secrets must be given as "env:NAME" (read from '
-                      'the environment), not inline (e.g. token = "env:HUBSPOT_TOKEN")'],
+                     ['config.toml:12:9 sources.hubspot.token: secrets must be given as "env:NAME" '
+                      '(read from the environment), not inline (e.g. token = "env:HUBSPOT_TOKEN")'],
                      id="inline secret"),
         pytest.param("[sources.klaviyo]\napi_key = \"env:\"\n",
                      ['config.toml:12:11 sources.klaviyo.api_key: secrets must be given as "env:NAME" (read '
@@ -148,7 +152,7 @@ def test_rule_hash_follows_the_canonical_text() -> None:
         pytest.param("[segments.a]\nrule = 'true'\ncooldown = \"2 days\"\n",
                      ["config.toml:13:12 segments.a.cooldown: malformed duration '2 days': expected a number "
                       'and a unit (ms, s, m, h, d, w), e.g. "24h"'], id="bad duration key"),
-        pytest.param("[attributes]\n", "config.toml:11:1: invalid TOML: Cannot declare ('attributes',) twice",
+        pytest.param("[attributes]\n", "config.toml:11:12: invalid TOML: Cannot declare attributes twice",
                      id="table declared twice"),
     ],
 )
@@ -158,3 +162,24 @@ def test_shape_problems(extra: str, expected: str | list[str]) -> None:
         assert found == expected
     else:
         assert len(found) == 1 and found[0].startswith(expected), found
+
+
+_LINES = [
+    "[segments.a]", "[segments.b]", "[traits]", "[fields]", "[groups.g]", "[rfm]", "[[scores.s.points]]",
+    "[scores.s]", "[events.opened.properties]", "[sources.hubspot]", "rule = 'age > 1'",
+    "rule = { all = ['segment(\"b\")', { not = 'age > 2' }] }", "rule = 'segment(\"a\")'",
+    "rule = 7", "rule = [1]", "exclude = 'value > 1'", "flags = [{ when = 'true', points = 1 }]",
+    "kind = 'exclusive'", "segments = ['a', 'x']", "event = 'opened'", "points = 2", "where = 'url == 1'",
+    "t = 'count(\"opened\")'", "x = 't + 1'", "token = 'abc'", "token = 'env:X'", "url = 'string'",
+    "min_dwell = '1d'", "cooldown = '1x'", "tiers = { Low = 0 }", "a.b = 1", "'q k' = \"\\u00e9\\\"\"",
+    "rule = '''\nage >\n'''", "rule = \"\"\"\ncount(\\\"opened\\\",\n within=\\\"2d\\\") > 1\"\"\"", "= broken",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_LINES), max_size=12))
+def test_any_document_loads_or_raises_config_error(lines: list[str]) -> None:
+    try:
+        load_project_text(BASE + "\n".join(lines) + "\n", "config.toml")
+    except ConfigError as e:
+        assert e.problems and all(str(p).startswith("config.toml") for p in e.problems)

@@ -40,11 +40,11 @@ def budget(spec: BudgetSpec, t: FakeTime, sends: list[float] | None = None) -> R
 
 
 def max_in_any_window(sends: list[float], seconds: float) -> int:
-    """The most sends in any half-open interval [s, s + seconds)."""
+    """The most sends in any half-open interval [s, s + seconds) (1 ns float slack)."""
     ordered = sorted(sends)
     best, lo = 0, 0
     for hi, ts in enumerate(ordered):
-        while ordered[lo] <= ts - seconds:
+        while ordered[lo] <= ts - seconds + 1e-9:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
@@ -156,8 +156,9 @@ def test_penalize() -> None:
     t.now = 5.0
     b.penalize("default", None)  # a 429 without Retry-After: the window is full now
     assert b.acquire("default") == pytest.approx(5.1)  # until our first send (t=0) leaves
-    b.bind("search").penalize(1.0)
-    assert b.bind("search").acquire() == pytest.approx(1.0)
+    fresh = budget(hubspot_spec(), t).bind("search")
+    fresh.penalize(1.0)
+    assert fresh.acquire() == pytest.approx(1.0)
 
 
 def test_rejects_impossible_requests() -> None:
@@ -220,6 +221,8 @@ def test_registry_shares_per_provider_and_account() -> None:
     assert all(b is got[0] for b in got)
     assert registry.get(hubspot_spec(), account="portal-2") is not got[0]
     assert registry.get(klaviyo_spec()) is not got[0]
+    with pytest.raises(ValueError, match="already has other limits"):
+        registry.get(hubspot_spec(per_10s=100))
     registry.clear()
     assert registry.get(hubspot_spec()) is not got[0]
     assert isinstance(REGISTRY, BudgetRegistry)

@@ -292,3 +292,18 @@ def test_unexpected_exception_is_permanent() -> None:
 
     err: Any = translate(Weird("?"), "klaviyo")
     assert type(err) is PermanentError and "Weird" in str(err)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"errors": [{"id": "k-1", "detail": "x", "source": "not an object"}]}',
+        b'{"errors": "nope"}',
+        b'[1, 2, 3]',
+        b'"just a string"',
+        b"\xff\xfe not utf-8",
+    ],
+)
+def test_odd_error_bodies_never_break_translation(body: bytes) -> None:
+    err = translate(klaviyo_exc_from(400, body, {}, as_bytes=True), "klaviyo", kind=CallKind.READ)
+    assert type(err) is PermanentError and err.status == 400

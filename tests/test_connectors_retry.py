@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import openapi_client.exceptions as klaviyo_exc
 import pytest
@@ -146,6 +146,10 @@ class FakeBudget:
     def __init__(self) -> None:
         self.acquired = 0
         self.penalties: list[float | None] = []
+        self.observed: list[Mapping[str, str] | None] = []
+
+    def observe(self, headers: Mapping[str, str] | None) -> None:
+        self.observed.append(headers)
 
     def acquire(self, n: int = 1) -> float:
         self.acquired += n
@@ -162,6 +166,7 @@ def test_each_attempt_acquires_and_429s_slow_the_budget() -> None:
     assert policy(t).call(call, kind=IDEM, what="list add", budget=budget) == "ok"
     assert budget.acquired == 4
     assert budget.penalties == [2.0, None]
+    assert budget.observed == [{"retry-after": "2"}, {}, {}, None]  # errors' headers; no response noted
     assert t.sleeps == [2.0, 1.0, 2.0]
 
 

@@ -127,7 +127,7 @@ def _winback() -> Scenario:
     return (people, events, {
         "ReEngageAtRisk": {"r1", "r5"},
         "cart_abandoned": {"r2", "r3"},
-        "inactive_reengage": set(),  # r5 matches it but loses the exclusive group
+        "inactive_reengage": {"r5"},  # not in the group: overlaps freely
     })
 
 

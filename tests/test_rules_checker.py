@@ -15,7 +15,8 @@ T = r.Type
 
 
 def problems(text: str, expect: r.Type | None = T.BOOL, event: str | None = None) -> list[str]:
-    return [str(p) for p in check_rule(parse_rule(text, SCHEMA, event=event), SCHEMA, expect=expect, event=event)]
+    parsed = parse_rule(text, SCHEMA, event=event)
+    return [str(p) for p in check_rule(parsed, SCHEMA, expect=expect, event=event)]
 
 
 @pytest.mark.parametrize(
@@ -35,11 +36,13 @@ def problems(text: str, expect: r.Type | None = T.BOOL, event: str | None = None
         ("starts_with(l1, 'a')", "the first argument of starts_with() must be string, not list"),
         ("contains(s1, 1)", "the second argument of contains() must be string, not number"),
         ("n1 in ['a']", "the list must hold numbers to test a number"),
-        ("l1 in ['a']", "'in' needs a string or number on its left, not list (use contains(x, s) to test a list)"),
+        ("l1 in ['a']",
+         "'in' needs a string or number on its left, not list (use contains(x, s) to test a list)"),
         ("coalesce(n1, 'x') == 1", "coalesce() of a number needs a number default, not a string"),
         ("b1 and n1", "each part of all/and must be condition (bool), not number"),
         ("not s1", "the operand of not must be condition (bool), not string"),
-        ("sum('ev_a', of='p_s') > 1", "sum() needs a number: of='p_s' is a string (numbers of event 'ev_a': value, p_n)"),
+        ("sum('ev_a', of='p_s') > 1",
+         "sum() needs a number: of='p_s' is a string (numbers of event 'ev_a': value, p_n)"),
         ("avg('ev_a', of='ts') > 1", "avg() needs a number: of='ts' is a datetime"),
         ("count('ev_a', where=p_n) > 1", "where= must be condition (bool), not number"),
         ("count('ev_a', where=p_s > 1) > 1", "cannot compare string with number"),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mapping.errors import RuleError
 from mapping.rules import ast as r
 from mapping.rules.parser import parse_rule
+from mapping.rules.printer import format_rule
 from mapping.rules.source import Source
 from tests.rules_strategies import SCHEMA
 
@@ -41,21 +44,24 @@ def num(v: float) -> r.Literal_:
         ('d1 > datetime("2024-01-31T02:00:00+02:00")',
          r.Compare(">", r.Attr("d1"), r.Literal_(1706659200000, T.DATETIME))),
         ("coalesce(n1, 0) * 2 + 1 > 3",
-         r.Compare(">", r.Arith("+", r.Arith("*", r.Coalesce(r.Attr("n1"), num(0)), num(2)), num(1)), num(3))),
+         r.Compare(">", r.Arith("+", r.Arith("*", r.Coalesce(r.Attr("n1"), num(0)), num(2)), num(1)),
+                   num(3))),
         ("b1 and not b1 or b1", r.Or((r.And((r.Attr("b1"), r.Not(r.Attr("b1")))), r.Attr("b1")))),
         ("any(b1, all(b1, b1))", r.Or((r.Attr("b1"), r.And((r.Attr("b1"), r.Attr("b1")))))),
         ('count("ev_a", within="24h") >= 3',
          r.Compare(">=", r.Agg("count", "ev_a", window=r.Window("within", 24 * H, 0)), num(3))),
         ('exists("ev_a", where=p_n > 100 and contains(p_s, "/p/"), between=("14d", "7d"))',
-         r.Agg("exists", "ev_a", where=r.And((r.Compare(">", r.Prop("p_n"), num(100)),
-                                              r.StrOp("contains", r.Prop("p_s"), r.Literal_("/p/", T.STRING)))),
+         r.Agg("exists", "ev_a",
+               where=r.And((r.Compare(">", r.Prop("p_n"), num(100)),
+                            r.StrOp("contains", r.Prop("p_s"), r.Literal_("/p/", T.STRING)))),
                window=r.Window("between", 14 * D, 7 * D))),
         ('sum("ev_a", of="p_n") > 0', r.Compare(">", r.Agg("sum", "ev_a", of=r.Prop("p_n")), num(0))),
         ('max("ev_a", of="value", where=ts > ago("1h")) > 0',
          r.Compare(">", r.Agg("max", "ev_a", of=r.EventField("value"),
                               where=r.Compare(">", r.EventField("ts"), r.Ago(H))), num(0))),
         ('last("ev_b") < ago("7d")', r.Compare("<", r.Agg("last", "ev_b"), r.Ago(7 * D))),
-        ('distinct("ev_a", of="p_s") >= 2', r.Compare(">=", r.Agg("distinct", "ev_a", of=r.Prop("p_s")), num(2))),
+        ('distinct("ev_a", of="p_s") >= 2',
+         r.Compare(">=", r.Agg("distinct", "ev_a", of=r.Prop("p_s")), num(2))),
         ('sequence("ev_a", not_followed_by="ev_b", gap="48h", within="14d", where=p_n > 1, '
          'then_where=p_s == "x", latest=true)',
          r.Sequence("ev_a", "ev_b", 48 * H, r.Window("within", 14 * D, 0),
@@ -66,7 +72,8 @@ def num(v: float) -> r.Literal_:
                 r.Compare("==", r.TierRef("sc"), r.Literal_("High", T.STRING))))),
         ('percentile(score("sc")) >= 75', r.Compare(">=", r.Rank("percentile", r.ScoreRef("sc")), num(75))),
         ("ntile(t_num, 4) == 4", r.Compare("==", r.Rank("ntile", r.TraitRef("t_num"), 4), num(4))),
-        ('rfm_segment() == "Champions"', r.Compare("==", r.Rfm("segment"), r.Literal_("Champions", T.STRING))),
+        ('rfm_segment() == "Champions"',
+         r.Compare("==", r.Rfm("segment"), r.Literal_("Champions", T.STRING))),
         ('segment("seg1")', r.SegmentRef("seg1")),
         ("b1\n  and\n    b1", r.And((r.Attr("b1"), r.Attr("b1")))),
     ],
@@ -110,7 +117,8 @@ def problems_of(text: str, event: str | None = None) -> list[str]:
         ("count('ev_c') > 1", "<rule>:1:7: unknown event type 'ev_c' (did you mean 'ev_a' or 'ev_b'?)"),
         ("count('ev_a', where=p_x > 1) > 1", "<rule>:1:21: unknown property 'p_x' of event 'ev_a' "
                                             "(did you mean 'p_n' or 'p_s'?)"),
-        ("sum('ev_a', of='p_m') > 1", "<rule>:1:16: unknown property 'p_m' of event 'ev_a' (did you mean 'p_n' or 'p_s'?)"),
+        ("sum('ev_a', of='p_m') > 1",
+         "<rule>:1:16: unknown property 'p_m' of event 'ev_a' (did you mean 'p_n' or 'p_s'?)"),
         ("segment('seg2')", "<rule>:1:9: unknown segment 'seg2' (did you mean 'seg1'?)"),
         ("score('sx') > 1", "<rule>:1:7: unknown score 'sx' (did you mean 'sc'?)"),
         ("count('ev_a', withn='1d') > 1", "count() has no argument 'withn' (did you mean 'within'?)"),
@@ -141,7 +149,8 @@ def test_an_event_filter_sees_only_its_event() -> None:
         "<rule>:1:1: unknown property 'n1' of event 'ev_a' "
         "(an event filter sees only the event's properties, value and ts)"
     ]
-    assert "count() cannot be used inside an event filter" in problems_of("count('ev_b') > 1", event="ev_a")[0]
+    nested = problems_of("count('ev_b') > 1", event="ev_a")
+    assert "count() cannot be used inside an event filter" in nested[0]
 
 
 def test_several_unknown_names_are_reported_together() -> None:
@@ -161,3 +170,33 @@ def test_columns_count_characters_not_bytes() -> None:
     with pytest.raises(RuleError) as info:
         parse_rule('s1 == "ünïcödé" and n9 > 1', SCHEMA)
     assert str(info.value).startswith("<rule>:1:21: unknown attribute or trait 'n9'")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("not " * 150 + "b1", "the rule is nested too deeply (more than 100 levels)"),
+        ("n1 > 1e400", "number out of range: inf"),
+        ("n1 > 99999999999999999999", "number out of range"),
+    ],
+)
+def test_limits(text: str, expected: str) -> None:
+    found = problems_of(text)
+    assert len(found) == 1 and expected in found[0], found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(max_size=40),
+    st.lists(st.sampled_from(["n1", "s1", "b1", "d1", "(", ")", "[", "]", ",", "and", "or", "not", "==",
+                              "<=", "in", "+", "-", '"x"', "'24h'", "1", "-2.5", "count", "ago", "where=",
+                              "within=", "'ev_a'", "segment", "p_n", "=", "**", "is", "None", "\n"]),
+             max_size=14).map(" ".join),
+))
+def test_any_text_parses_or_raises_rule_error(text: str) -> None:
+    try:
+        parsed = parse_rule(text, SCHEMA)
+    except RuleError as e:
+        assert e.problems and all(p.location.line is not None for p in e.problems)
+    else:
+        assert parse_rule(format_rule(parsed.expr), SCHEMA).expr == parsed.expr

@@ -41,8 +41,13 @@ class Fake:
 def sandbox() -> Iterator[tuple[str, list[Any], Fake]]:
     app, items = make_app()
     fake = Fake()
+
+    def reset() -> None:
+        items.clear()
+        fake.resets += 1
+
     hooks = ControlHooks(
-        reset=lambda: (items.clear(), setattr(fake, "resets", fake.resets + 1)) and None,
+        reset=reset,
         get_rate_limits=lambda: dict(fake.limits),
         set_rate_limits=fake.set_limits,
         live=fake.live,
@@ -55,6 +60,7 @@ def sandbox() -> Iterator[tuple[str, list[Any], Fake]]:
 def test_log_records_and_filters(sandbox: tuple[str, list[Any], Fake]) -> None:
     url, _, _ = sandbox
     requests.post(f"{url}/items", json={"a": 1}, timeout=5)
+    time.sleep(0.01)  # log times are whole milliseconds
     mark = int(time.time() * 1000)
     time.sleep(0.01)
     requests.get(f"{url}/items", timeout=5)
@@ -126,7 +132,8 @@ def test_bad_fault_requests(sandbox: tuple[str, list[Any], Fake], body: bytes, r
 
 def test_rate_limits_delegate_to_settings(sandbox: tuple[str, list[Any], Fake]) -> None:
     url, _, fake = sandbox
-    assert requests.get(f"{url}/_sandbox/rate-limits", timeout=5).json() == {"enabled": True, "max_requests": 190}
+    limits = requests.get(f"{url}/_sandbox/rate-limits", timeout=5).json()
+    assert limits == {"enabled": True, "max_requests": 190}
     r = requests.put(f"{url}/_sandbox/rate-limits", json={"enabled": False}, timeout=5)
     assert r.json() == {"enabled": False, "max_requests": 190} and fake.limits["enabled"] is False
     r = requests.put(f"{url}/_sandbox/rate-limits", json={"speed": 3}, timeout=5)

@@ -37,14 +37,14 @@ def test_same_seed_same_data(ds: Dataset) -> None:
 def test_other_seed_other_data(ds: Dataset) -> None:
     other = generate(3000, seed=8, now_ms=NOW)
     assert [p.email for p in other.people] != [p.email for p in ds.people]
-    assert len(other.activities) != len(ds.activities) or not np.array_equal(other.activities.ts, ds.activities.ts)
+    assert not np.array_equal(other.activities.ts[:1000], ds.activities.ts[:1000])
 
 
 def test_now_only_shifts_time(ds: Dataset) -> None:
     shifted = generate(3000, seed=7, now_ms=NOW + 5 * 86_400_000)
     assert [p.email for p in shifted.people] == [p.email for p in ds.people]
     assert shifted.people[3].created_at - ds.people[3].created_at == 5 * 86_400_000
-    assert np.array_equal(shifted.activities.ts - ds.activities.ts, np.full(len(ds.activities), 5 * 86_400_000))
+    assert np.all(shifted.activities.ts - ds.activities.ts == 5 * 86_400_000)
 
 
 def test_data_quality_cases_present(ds: Dataset) -> None:
@@ -112,7 +112,7 @@ def test_orders_match_their_carts(ds: Dataset) -> None:
         assert o.properties["item_count"] == sum(q for _, q, _, _ in cart)
         assert o.value == pytest.approx(sum(v for _, _, v, _ in cart), abs=0.01)
         assert o.ts > max(ts for *_, ts in cart)
-    repeat = defaultdict(int)
+    repeat: dict[str, int] = defaultdict(int)
     for o in orders:
         repeat[o.person_key] += 1
     assert max(repeat.values()) >= 3  # repeat buyers
@@ -142,7 +142,8 @@ def test_clicks_follow_opens_follow_deliveries(ds: Dataset) -> None:
 
 
 def test_personas_differ_in_engagement(ds: Dataset) -> None:
-    opens = np.bincount(ds.activities.person[ds.activities.select(["email_opened"])], minlength=len(ds.people))
+    rows = ds.activities.select(["email_opened"])
+    opens = np.bincount(ds.activities.person[rows], minlength=len(ds.people))
     per = {name: opens[[i for i, p in enumerate(ds.people) if p.persona == name]].mean()
            for name in ("engaged", "casual", "dormant")}  # fmt: skip
     assert per["engaged"] > 2 * per["casual"] > 4 * per["dormant"]

@@ -159,3 +159,13 @@ def test_webhook_urls_and_stop() -> None:
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/_sandbox/counters", timeout=2)
     sandbox.stop()  # idempotent
+
+
+def test_the_python_example_in_the_docs_runs() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sandbox.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "start_sandbox(" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "docs/sandbox.md", "exec"), {})

@@ -17,8 +17,12 @@ from tests.test_sandbox_klaviyo_support import Sandbox, sandbox, validate
 
 __all__ = ["sandbox"]
 
-HEADERS = {"Authorization": "Klaviyo-API-Key pk_sandbox", "revision": "2026-10-15",
-           "Accept": "application/vnd.api+json", "Content-Type": "application/vnd.api+json"}  # fmt: skip
+HEADERS = {
+    "Authorization": "Klaviyo-API-Key pk_sandbox",
+    "revision": "2026-10-15",
+    "Accept": "application/vnd.api+json",
+    "Content-Type": "application/vnd.api+json",
+}
 
 
 def error_of(operation: str, call: Any, *args: Any, **kw: Any) -> tuple[int, dict[str, Any]]:
@@ -26,13 +30,16 @@ def error_of(operation: str, call: Any, *args: Any, **kw: Any) -> tuple[int, dic
     with pytest.raises(ApiException) as info:
         call(*args, **kw)
     e = info.value
-    body = json.loads(e.body if isinstance(e.body, str) else e.body.decode())
+    raw_body = e.body if isinstance(e.body, str | bytes) else b""
+    body = json.loads(raw_body)
     validate(operation, e.status, body)
     assert len(body["errors"]) == 1
     return e.status, body["errors"][0]
 
 
-def raw(sb: Sandbox, method: str, path: str, operation: str, body: Any = None, **kw: Any) -> requests.Response:
+def raw(
+    sb: Sandbox, method: str, path: str, operation: str, body: Any = None, **kw: Any
+) -> requests.Response:
     headers = {**HEADERS, **kw.pop("headers", {})}
     data = kw.pop("data", None if body is None else json.dumps(body))
     r = requests.request(method, sb.url + path, headers=headers, data=data, timeout=10, **kw)
@@ -53,8 +60,9 @@ def cursor_of(page: dict[str, Any]) -> str | None:
 
 def test_profiles_create_get_update_and_import(sandbox: Sandbox) -> None:
     k = sandbox.sdk()
-    created = k.Profiles.create_profile(profile_body("ada@example.com", first_name="Ada",
-                                                     properties={"tags": ["a", "b"], "old": 1}))  # fmt: skip
+    created = k.Profiles.create_profile(
+        profile_body("ada@example.com", first_name="Ada", properties={"tags": ["a", "b"], "old": 1})
+    )
     validate("create_profile", 201, created)
     pid = created["data"]["id"]
     assert len(pid) == 26 and created["data"]["attributes"]["first_name"] == "Ada"
@@ -66,9 +74,16 @@ def test_profiles_create_get_update_and_import(sandbox: Sandbox) -> None:
     validate("get_profile", 200, got)
     assert got["data"]["attributes"]["email"] == "ada@example.com"
 
-    patch = {"data": {"type": "profile", "id": pid, "attributes": {"first_name": None, "properties": {"n": 2}},
-                      "meta": {"patch_properties": {"append": {"tags": "c"}, "unappend": {"tags": "a"},
-                                                    "unset": "old"}}}}  # fmt: skip
+    patch = {
+        "data": {
+            "type": "profile",
+            "id": pid,
+            "attributes": {"first_name": None, "properties": {"n": 2}},
+            "meta": {
+                "patch_properties": {"append": {"tags": "c"}, "unappend": {"tags": "a"}, "unset": "old"}
+            },
+        }
+    }
     updated = k.Profiles.update_profile(pid, patch)
     validate("update_profile", 200, updated)
     attrs = updated["data"]["attributes"]
@@ -76,7 +91,9 @@ def test_profiles_create_get_update_and_import(sandbox: Sandbox) -> None:
     assert attrs["properties"] == {"tags": ["b", "c"], "n": 2}
     assert attrs["updated"] >= attrs["created"]
 
-    first = raw(sandbox, "POST", "/api/profile-import", "create_or_update_profile", profile_body("bo@example.com"))
+    first = raw(
+        sandbox, "POST", "/api/profile-import", "create_or_update_profile", profile_body("bo@example.com")
+    )
     assert first.status_code == 201
     validate("create_or_update_profile", 201, first.json())
     again = k.Profiles.create_or_update_profile(profile_body("bo@example.com", last_name="Bo"))
@@ -90,46 +107,81 @@ def test_profiles_create_get_update_and_import(sandbox: Sandbox) -> None:
     [
         ("get_profile", lambda k: k.Profiles.get_profile("01NOSUCHPROFILE00000000000"), 404, "not_found"),
         ("create_profile", lambda k: k.Profiles.create_profile(profile_body("not-an-email")), 400, "invalid"),
-        ("create_profile", lambda k: k.Profiles.create_profile({"data": {"type": "profile", "attributes": {}}}),
-         400, "invalid"),
-        ("update_profile", lambda k: k.Profiles.update_profile("x", {"data": {"type": "profile", "id": "y",
-                                                                            "attributes": {}}}), 400, "invalid"),
-        ("get_profiles", lambda k: k.Profiles.get_profiles(filter="equals(nickname,\"x\")"), 400, "invalid"),
-        ("get_profiles", lambda k: k.Profiles.get_profiles(filter="greater-than(updated,yesterday)"), 400,
-         "invalid"),
+        (
+            "create_profile",
+            lambda k: k.Profiles.create_profile({"data": {"type": "profile", "attributes": {}}}),
+            400,
+            "invalid",
+        ),
+        (
+            "update_profile",
+            lambda k: k.Profiles.update_profile(
+                "x", {"data": {"type": "profile", "id": "y", "attributes": {}}}
+            ),
+            400,
+            "invalid",
+        ),
+        ("get_profiles", lambda k: k.Profiles.get_profiles(filter='equals(nickname,"x")'), 400, "invalid"),
+        (
+            "get_profiles",
+            lambda k: k.Profiles.get_profiles(filter="greater-than(updated,yesterday)"),
+            400,
+            "invalid",
+        ),
         ("get_metric", lambda k: k.Metrics.get_metric("nope00"), 404, "not_found"),
         ("get_list", lambda k: k.Lists.get_list("nope00"), 404, "not_found"),
         ("get_event", lambda k: k.Events.get_event("bogus"), 404, "not_found"),
     ],
-)  # fmt: skip
-def test_client_errors_have_klaviyo_shape(sandbox: Sandbox, operation: str, call: Any, status: int,
-                                          code: str) -> None:  # fmt: skip
+)
+def test_client_errors_have_klaviyo_shape(
+    sandbox: Sandbox, operation: str, call: Any, status: int, code: str
+) -> None:
     assert error_of(operation, call, sandbox.sdk())[0:1] == (status,)
     with pytest.raises(ApiException) as info:
         call(sandbox.sdk())
-    assert json.loads(info.value.body)["errors"][0]["code"] == code
+    assert json.loads(str(info.value.body))["errors"][0]["code"] == code
 
 
 @pytest.mark.parametrize(
     ("method", "path", "operation", "kw", "status", "code"),
     [
-        ("GET", "/api/profiles", "get_profiles", {"headers": {"Authorization": "Klaviyo-API-Key wrong"}}, 401,
-         "authentication_failed"),
-        ("GET", "/api/profiles", "get_profiles", {"headers": {"Authorization": ""}}, 401, "not_authenticated"),
+        (
+            "GET",
+            "/api/profiles",
+            "get_profiles",
+            {"headers": {"Authorization": "Klaviyo-API-Key wrong"}},
+            401,
+            "authentication_failed",
+        ),
+        (
+            "GET",
+            "/api/profiles",
+            "get_profiles",
+            {"headers": {"Authorization": ""}},
+            401,
+            "not_authenticated",
+        ),
         ("GET", "/api/profiles", "get_profiles", {"headers": {"revision": ""}}, 400, "invalid"),
         ("GET", "/api/profiles?page[size]=101", "get_profiles", {}, 400, "invalid"),
         ("GET", "/api/events?page[size]=1001", "get_events", {}, 400, "invalid"),
         ("GET", "/api/lists?page[size]=11", "get_lists", {}, 400, "invalid"),
         ("GET", "/api/profiles?page[cursor]=%3DWzEsMl0", "get_profiles", {}, 400, "invalid"),
         ("POST", "/api/profiles", "create_profile", {"data": "{not json"}, 400, "parse_error"),
-        ("POST", "/api/profiles", "create_profile", {"data": "x", "headers": {"Content-Type": "text/plain"}}, 415,
-         "unsupported_media_type"),
+        (
+            "POST",
+            "/api/profiles",
+            "create_profile",
+            {"data": "x", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
         ("PUT", "/api/profiles", "get_profiles", {}, 405, "method_not_allowed"),
         ("GET", "/api/nothing-here", "get_profiles", {}, 404, "not_found"),
     ],
-)  # fmt: skip
-def test_protocol_errors(sandbox: Sandbox, method: str, path: str, operation: str, kw: dict[str, Any],
-                         status: int, code: str) -> None:  # fmt: skip
+)
+def test_protocol_errors(
+    sandbox: Sandbox, method: str, path: str, operation: str, kw: dict[str, Any], status: int, code: str
+) -> None:
     r = raw(sandbox, method, path, operation, **kw)
     assert (r.status_code, r.json()["errors"][0]["code"]) == (status, code)
     assert "Traceback" not in r.text
@@ -159,8 +211,9 @@ def test_profile_listing_filters_sort_and_cursor_paging(sandbox: Sandbox) -> Non
     assert [p["id"] for p in one["data"]] == [ids[3]]
     two = k.Profiles.get_profiles(filter='any(email,["p1@example.com","p4@example.com"])')
     assert {p["id"] for p in two["data"]} == {ids[1], ids[4]}
-    both = k.Profiles.get_profiles(filter="and(greater-than(created,2023-11-14T22:13:30Z),"
-                                          "less-than(created,2023-11-14T22:14:10Z))")  # fmt: skip
+    both = k.Profiles.get_profiles(
+        filter="and(greater-than(created,2023-11-14T22:13:30Z),less-than(created,2023-11-14T22:14:10Z))"
+    )
     assert [p["id"] for p in both["data"]] == ids[1:4]
 
 
@@ -190,10 +243,17 @@ def test_bulk_import_job_lifecycle_and_errors(sandbox: Sandbox) -> None:
     k = sandbox.sdk()
     lst = k.Lists.create_list({"data": {"type": "list", "attributes": {"name": "Imported"}}})["data"]["id"]
     existing = k.Profiles.create_profile(profile_body("old@example.com"))["data"]["id"]
-    rows = [{"type": "profile", "attributes": {"email": e, "properties": {"seg": "vip"}}}
-            for e in ("n1@example.com", "bad-email", "OLD@example.com", "n2@example.com")]  # fmt: skip
-    body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": rows}},
-                     "relationships": {"lists": {"data": [{"type": "list", "id": lst}]}}}}  # fmt: skip
+    rows = [
+        {"type": "profile", "attributes": {"email": e, "properties": {"seg": "vip"}}}
+        for e in ("n1@example.com", "bad-email", "OLD@example.com", "n2@example.com")
+    ]
+    body = {
+        "data": {
+            "type": "profile-bulk-import-job",
+            "attributes": {"profiles": {"data": rows}},
+            "relationships": {"lists": {"data": [{"type": "list", "id": lst}]}},
+        }
+    }
     job = k.Profiles.bulk_import_profiles(body)
     validate("bulk_import_profiles", 202, job)
     assert job["data"]["attributes"]["status"] == "queued"
@@ -203,7 +263,8 @@ def test_bulk_import_job_lifecycle_and_errors(sandbox: Sandbox) -> None:
     errs = k.Profiles.get_errors_for_bulk_import_profiles_job(job["data"]["id"])
     validate("get_errors_for_bulk_import_profiles_job", 200, errs)
     assert [e["attributes"]["source"]["pointer"] for e in errs["data"]] == [
-        "/data/attributes/profiles/data/1/attributes/email"]
+        "/data/attributes/profiles/data/1/attributes/email"
+    ]
     jobs = k.Profiles.get_bulk_import_profiles_jobs(filter='equals(status,"complete")')
     validate("get_bulk_import_profiles_jobs", 200, jobs)
     assert [j["id"] for j in jobs["data"]] == [job["data"]["id"]]
@@ -223,27 +284,69 @@ def test_bulk_import_limits(sandbox: Sandbox, n: int, pad: int, status: int) -> 
 
 
 def event_body(email: str, metric: str, time_: str, **attrs: Any) -> dict[str, Any]:
-    return {"data": {"type": "event", "attributes": {
-        "properties": {"product": "Mug"}, "time": time_, **attrs,
-        "metric": {"data": {"type": "metric", "attributes": {"name": metric}}},
-        "profile": {"data": {"type": "profile", "attributes": {"email": email}}}}}}  # fmt: skip
+    return {
+        "data": {
+            "type": "event",
+            "attributes": {
+                "properties": {"product": "Mug"},
+                "time": time_,
+                **attrs,
+                "metric": {"data": {"type": "metric", "attributes": {"name": metric}}},
+                "profile": {"data": {"type": "profile", "attributes": {"email": email}}},
+            },
+        }
+    }
 
 
 def test_events_create_filter_include_and_page(sandbox: Sandbox) -> None:
     k = sandbox.sdk()
-    assert k.Events.create_event(event_body("e@example.com", "Placed Order", "2024-01-01T10:00:00+00:00",
-                                            value=12.5)) is None  # fmt: skip
+    assert (
+        k.Events.create_event(
+            event_body("e@example.com", "Placed Order", "2024-01-01T10:00:00+00:00", value=12.5)
+        )
+        is None
+    )
     for h in range(11, 15):
         k.Events.create_event(event_body("e@example.com", "Viewed Product", f"2024-01-01T{h}:00:00Z"))
     dup = event_body("e@example.com", "Viewed Product", "2024-01-01T11:00:00Z", unique_id="u1")
     k.Events.create_event(dup)
     k.Events.create_event(dup)  # same unique_id: ignored
-    bulk = {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": [
-        {"type": "event-bulk-create", "attributes": {
-            "profile": {"data": {"type": "profile", "attributes": {"email": "f@example.com"}}},
-            "events": {"data": [{"type": "event", "attributes": {
-                "properties": {}, "time": "2024-01-02T00:00:00Z",
-                "metric": {"data": {"type": "metric", "attributes": {"name": "Viewed Product"}}}}}]}}}]}}}}  # fmt: skip
+    bulk = {
+        "data": {
+            "type": "event-bulk-create-job",
+            "attributes": {
+                "events-bulk-create": {
+                    "data": [
+                        {
+                            "type": "event-bulk-create",
+                            "attributes": {
+                                "profile": {
+                                    "data": {"type": "profile", "attributes": {"email": "f@example.com"}}
+                                },
+                                "events": {
+                                    "data": [
+                                        {
+                                            "type": "event",
+                                            "attributes": {
+                                                "properties": {},
+                                                "time": "2024-01-02T00:00:00Z",
+                                                "metric": {
+                                                    "data": {
+                                                        "type": "metric",
+                                                        "attributes": {"name": "Viewed Product"},
+                                                    }
+                                                },
+                                            },
+                                        }
+                                    ]
+                                },
+                            },
+                        }
+                    ]
+                }
+            },
+        }
+    }
     assert k.Events.bulk_create_events(bulk) is None
     metrics = k.Metrics.get_metrics()
     validate("get_metrics", 200, metrics)
@@ -251,17 +354,31 @@ def test_events_create_filter_include_and_page(sandbox: Sandbox) -> None:
     assert set(by_name) == {"Placed Order", "Viewed Product"}
     validate("get_metric", 200, k.Metrics.get_metric(by_name["Placed Order"]))
 
-    flt = f'and(equals(metric_id,"{by_name["Viewed Product"]}"),greater-or-equal(datetime,2024-01-01T12:00:00Z))'
+    viewed = by_name["Viewed Product"]
+    flt = f'and(equals(metric_id,"{viewed}"),greater-or-equal(datetime,2024-01-01T12:00:00Z))'
     page = k.Events.get_events(filter=flt, include=["metric", "profile"], page_size=2, sort="datetime")
     validate("get_events", 200, page)
-    assert [e["attributes"]["datetime"] for e in page["data"]] == ["2024-01-01T12:00:00+00:00",
-                                                                   "2024-01-01T13:00:00+00:00"]
+    assert [e["attributes"]["datetime"] for e in page["data"]] == [
+        "2024-01-01T12:00:00+00:00",
+        "2024-01-01T13:00:00+00:00",
+    ]
     assert {(i["type"], i["id"]) for i in page["included"]} == {
-        ("metric", by_name["Viewed Product"]), ("profile", page["data"][0]["relationships"]["profile"]["data"]["id"])}
+        ("metric", by_name["Viewed Product"]),
+        ("profile", page["data"][0]["relationships"]["profile"]["data"]["id"]),
+    }
     rest = k.Events.get_events(filter=flt, page_size=2, page_cursor=cursor_of(page))
-    assert [e["attributes"]["datetime"] for e in rest["data"]] == ["2024-01-01T14:00:00+00:00",
-                                                                   "2024-01-02T00:00:00+00:00"]
+    assert [e["attributes"]["datetime"] for e in rest["data"]] == [
+        "2024-01-01T14:00:00+00:00",
+        "2024-01-02T00:00:00+00:00",
+    ]
     assert "next" not in rest["links"]
+    f_id = sandbox.state.find("email", "f@example.com").id  # type: ignore[union-attr]
+    for flt_p, n in (
+        (f'equals(profile_id,"{f_id}")', 1),
+        (f'and(equals(profile_id,"{f_id}"),equals(metric_id,"{viewed}"))', 1),
+        (f'and(equals(profile_id,"{f_id}"),equals(metric_id,"{by_name["Placed Order"]}"))', 0),
+    ):
+        assert len(k.Events.get_events(filter=flt_p)["data"]) == n
     total = k.Events.get_events(filter=f'equals(metric_id,"{by_name["Viewed Product"]}")')["data"]
     assert len(total) == 6  # 4 + one unique_id event + one bulk event
     order = k.Events.get_events(filter=f'equals(metric_id,"{by_name["Placed Order"]}")')["data"][0]
@@ -275,9 +392,11 @@ def test_events_create_filter_include_and_page(sandbox: Sandbox) -> None:
 
 def test_event_validation_errors(sandbox: Sandbox) -> None:
     # the SDK refuses these client-side, so they go out raw
-    for body in (event_body("e@example.com", "X", "not a time"),
-                 event_body("e@example.com", "", "2024-01-01T00:00:00Z"),
-                 event_body("not-an-email", "X", "2024-01-01T00:00:00Z")):  # fmt: skip
+    for body in (
+        event_body("e@example.com", "X", "not a time"),
+        event_body("e@example.com", "", "2024-01-01T00:00:00Z"),
+        event_body("not-an-email", "X", "2024-01-01T00:00:00Z"),
+    ):
         r = raw(sandbox, "POST", "/api/events", "create_event", body)
         assert (r.status_code, r.json()["errors"][0]["code"]) == (400, "invalid")
     assert not sandbox.state.events and not sandbox.state.metrics and not sandbox.state.profiles
@@ -285,7 +404,9 @@ def test_event_validation_errors(sandbox: Sandbox) -> None:
 
 def test_lists_create_members_and_paging(sandbox: Sandbox) -> None:
     k = sandbox.sdk()
-    made = [k.Lists.create_list({"data": {"type": "list", "attributes": {"name": "Same"}}}) for _ in range(12)]
+    made = [
+        k.Lists.create_list({"data": {"type": "list", "attributes": {"name": "Same"}}}) for _ in range(12)
+    ]
     validate("create_list", 201, made[0])
     assert len({m["data"]["id"] for m in made}) == 12  # names need not be unique
     first = k.Lists.get_lists()

@@ -12,19 +12,24 @@ def test_load_dataset_profiles_events_and_live() -> None:
     state = KlaviyoState(KlaviyoSettings(seed=7))
     state.load_dataset(ds)
     people = [p for p in ds.people if p.in_klaviyo]
-    dup_merged = [p for p in people if p.quality == "duplicate" and ds.person(p.duplicate_of or "").in_klaviyo]
+    dup_merged = [
+        p for p in people if p.quality == "duplicate" and ds.person(p.duplicate_of or "").in_klaviyo
+    ]
     assert len(state.profiles) == len(people) - len(dup_merged)
     for p in people:
         if p.quality == "ok":
             prof = state.find("email", p.email)
             assert prof is not None and prof.attrs["first_name"] == p.first_name
-        if p.quality == "invalid":
-            assert state.find("email", p.email.strip()) is None if p.email.strip() else True
+        if p.quality == "invalid" and p.email.strip():
+            assert state.find("email", p.email.strip()) is None
     assert all(len(pid) == 26 for pid in state.profiles)
     kinds = ds.activities.count_by_kind()
     in_k = {i for i, p in enumerate(ds.people) if p.in_klaviyo}
-    expected = sum(1 for i in range(len(ds.activities))
-                   if ds.activities.person[i] in in_k and KINDS[ds.activities.kind[i]] in METRIC_OF_KIND)  # fmt: skip
+    expected = sum(
+        1
+        for i in range(len(ds.activities))
+        if ds.activities.person[i] in in_k and KINDS[ds.activities.kind[i]] in METRIC_OF_KIND
+    )
     assert len(state.events) == expected < sum(kinds.values())
     assert list(state.events.ms) == sorted(state.events.ms)
     order_metric = state.metrics[state.metric_by_name["Placed Order"]].index

@@ -65,8 +65,11 @@ def test_burst_window_throttles_exactly_at_its_ceiling(server: Any) -> None:
     clock.t += 0.5  # next burst window; 13 counted so far in the steady window
     ok = get(srv, "/api/metrics")
     assert ok.status_code == 200
-    assert (ok.headers["RateLimit-Limit"], ok.headers["RateLimit-Remaining"], ok.headers["RateLimit-Reset"]) == (
-        "150", str(150 - 14), "39")
+    assert (
+        ok.headers["RateLimit-Limit"],
+        ok.headers["RateLimit-Remaining"],
+        ok.headers["RateLimit-Reset"],
+    ) == ("150", str(150 - 14), "39")
 
 
 def test_steady_window_throttles_until_the_minute_ends(server: Any) -> None:
@@ -84,7 +87,7 @@ def test_steady_window_throttles_until_the_minute_ends(server: Any) -> None:
 
 
 def test_limits_are_per_endpoint_and_switchable(server: Any) -> None:
-    srv, clock = server
+    srv, _ = server
     assert [get(srv, "/api/metrics").status_code for _ in range(11)][-1] == 429
     assert get(srv, "/api/profiles").status_code == 200  # its own window
     srv.app.settings.rate_limits = False

@@ -62,8 +62,9 @@ class Sandbox:
         self.app = server.app
 
     def sdk(self, key: str = "pk_sandbox") -> Any:
-        return KlaviyoAPI(key, test_host=self.url, max_retries=1,
-                          options={"USE_DICTIONARY_FOR_RESPONSE_DATA": True})  # fmt: skip
+        return KlaviyoAPI(
+            key, test_host=self.url, max_retries=1, options={"USE_DICTIONARY_FOR_RESPONSE_DATA": True}
+        )
 
 
 @pytest.fixture

@@ -19,9 +19,11 @@ from connectors.sandbox.klaviyo.webhooks import sign
 from connectors.sandbox.server import SandboxServer
 from tests.test_sandbox_klaviyo_support import validate
 
-VECTOR_BODY = (b'{"data":[{"topic":"event:klaviyo.opened_email","external_id":"evt_1","payload":{}}],'
-               b'"meta":{"klaviyo_account_id":"ABC123","klaviyo_webhook_id":"01HX",'
-               b'"timestamp":"2024-06-28T12:00:00+00:00"}}')  # fmt: skip
+VECTOR_BODY = (
+    b'{"data":[{"topic":"event:klaviyo.opened_email","external_id":"evt_1","payload":{}}],'
+    b'"meta":{"klaviyo_account_id":"ABC123","klaviyo_webhook_id":"01HX",'
+    b'"timestamp":"2024-06-28T12:00:00+00:00"}}'
+)
 
 
 def test_signature_matches_the_api_facts_vector() -> None:
@@ -65,18 +67,26 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 @pytest.mark.parametrize("receiver", [0, 1], indirect=True, ids=["first-try", "retried-after-500"])
 def test_live_activity_is_delivered_signed(receiver: Receiver) -> None:
     host, port = receiver.server_address[:2]
-    settings = KlaviyoSettings(webhook_url=f"http://{host!s}:{port}/hook", webhook_secret="s3cret",
-                               rate_limits=False, webhook_backoff_s=0.01)  # fmt: skip
+    settings = KlaviyoSettings(
+        webhook_url=f"http://{host!s}:{port}/hook",
+        webhook_secret="s3cret",
+        rate_limits=False,
+        webhook_backoff_s=0.01,
+    )
     state = KlaviyoState(settings)
     with state.lock:
         p = state.create_profile({"email": "w@example.com"})
-    with SandboxServer(build_app(state, settings)) as srv:
-        r = requests.post(f"{srv.url}/_sandbox/klaviyo/activity",
-                          json={"events": 4, "metrics": ["Opened Email", "Placed Order"], "seed": 3}, timeout=5)  # fmt: skip
+    app = build_app(state, settings)
+    with SandboxServer(app) as srv:
+        r = requests.post(
+            f"{srv.url}/_sandbox/klaviyo/activity",
+            json={"events": 4, "metrics": ["Opened Email", "Placed Order"], "seed": 3},
+            timeout=5,
+        )
         assert r.status_code == 201
         sent = [e for e in r.json()["events"] if e["metric"] == "Opened Email"]
-        assert srv.app.webhooks is not None and srv.app.webhooks.drain(5)
-    delivered = receiver.got[receiver.fail_first:]
+        assert app.webhooks is not None and app.webhooks.drain(5)
+    delivered = receiver.got[receiver.fail_first :]
     items = [item for _, body in delivered for item in json.loads(body)["data"]]
     assert [i["external_id"] for i in items] == [e["id"] for e in sent]  # Placed Order has no topic
     assert {i["topic"] for i in items} == {"event:klaviyo.opened_email"}

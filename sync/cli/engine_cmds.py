@@ -299,10 +299,11 @@ def _demo(
         at = parse_instant(DEMO_AS_OF)
         result = evaluate(engine, project, at)
         out.print(_sizes_table(_sizes(project, result.sizes), at))
-        members = [r for r in result.results if r.segments]
-        if members:
-            pick = max(members, key=lambda r: (len(r.segments), str(r.key)))
-            out.print(f"\n[bold]why is {pick.key} in {', '.join(pick.segments)}?[/]", markup=True)
+        rarest = sorted((size, name) for name, size in result.sizes.items() if size)
+        if rarest:
+            segment = rarest[0][1]  # explain a member of the smallest segment
+            pick = min((r for r in result.results if segment in r.segments), key=lambda r: str(r.key))
+            out.print(f"\n[bold]why is {pick.key} in {segment}?[/]", markup=True)
             out.print(explain(engine, project, pick.contact_id, at))
     finally:
         engine.dispose()

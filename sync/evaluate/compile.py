@@ -180,7 +180,7 @@ class ExprCompiler:
         if isinstance(node, r.Arith):
             return self._arith(node)
         if isinstance(node, r.DaysSince):
-            return func.floor(cast(as_of_param() - self.sql(node.expr), Float) / DAY_MS)
+            return floor(self.dialect, cast(as_of_param() - self.sql(node.expr), Float) / DAY_MS)
         if isinstance(node, r.Coalesce):
             return func.coalesce(self.sql(node.expr), self.sql(node.default))
         if isinstance(node, r.And):
@@ -268,7 +268,7 @@ class ExprCompiler:
         if not items:
             return true() if node.negate else false()
         lits = [self._literal(r.Literal_(v, self.type(node.expr))) for v in items]
-        return x.notin_(lits) if node.negate else x.in_(lits)
+        return x.in_(lits) if node.negate else x.in_(lits)
 
     def _strop(self, node: r.StrOp) -> Col:
         arg = self.sql(node.arg)
@@ -308,6 +308,15 @@ class ExprCompiler:
         if node.op == "*":
             return left * right
         return cast(left, Float) / func.nullif(cast(right, Float), 0.0)
+
+
+def floor(dialect: str, x: Col) -> Col:
+    """``floor(x)``. SQLAlchemy replaces SQLite's ``floor`` by a Python function that fails on
+    NULL, so SQLite gets the same value in plain SQL."""
+    if dialect == "postgresql":
+        return func.floor(x)
+    whole = cast(x, BigInteger)
+    return whole - case((x < whole, 1), else_=0)
 
 
 def as_bool(value: Any) -> bool | None:

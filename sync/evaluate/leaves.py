@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from sqlalchemy import FromClause, null
+from sqlalchemy import FromClause, literal_column
 
 from mapping.errors import RuleError
 from mapping.project import Project
@@ -27,6 +27,9 @@ from sync.evaluate.ranks import (
 )
 from sync.evaluate.scores import points_keys, score_sql, tier_sql
 from sync.evaluate.traits import TraitTables
+
+
+_PLACEHOLDER: Col = literal_column("NULL")  # what a leaf compiles to in collect mode
 
 
 def walk(project: Project, node: r.Expr) -> list[r.Expr]:
@@ -64,12 +67,12 @@ class LeafResolver:
         if isinstance(node, r.Agg):
             if collect:
                 self.traits.register_agg(node)
-                return null()
+                return _PLACEHOLDER
             return self.traits.agg(node)
         if isinstance(node, r.Sequence):
             if collect:
                 self.traits.register_sequence(node)
-                return null()
+                return _PLACEHOLDER
             return self.traits.sequence(node, self.contacts)
         if isinstance(node, r.ScoreRef | r.TierRef):
             return self._score(node)
@@ -78,7 +81,7 @@ class LeafResolver:
         if isinstance(node, r.Rfm):
             return self._rfm(node)
         if collect:
-            return null()
+            return _PLACEHOLDER
         return self.segment_sql(node.name)
 
     def _score(self, node: r.ScoreRef | r.TierRef) -> Col:
@@ -86,8 +89,8 @@ class LeafResolver:
         if self.mode == "collect":
             for key in points_keys(score):
                 self.traits.register_points(key)
-            return null()
-        value = score_sql(score, self.traits.points)
+            return _PLACEHOLDER
+        value = score_sql(score, self.traits.points, self.traits.dialect)
         return value if isinstance(node, r.ScoreRef) else tier_sql(score, value)
 
     def _rank(self, node: r.Rank) -> Col:
@@ -98,19 +101,19 @@ class LeafResolver:
                                 "is not supported")
             self.ranks[spec.key] = spec
             self.compiler.sql(node.expr)
-            return null()
+            return _PLACEHOLDER
         return bucket_sql(spec.build(), self.cutoffs[spec.key], node.n,
                           offset=-1 if node.kind == "percentile" else 0)
 
     def _rfm(self, node: r.Rfm) -> Col:
         if self.rfm is None:
             raise RuleError("rfm_*() needs an [rfm] section")
-        specs = self.rfm.specs(self.traits.agg)
+        specs = self.rfm.specs(self.traits.agg, self.traits.dialect)
         if self.mode == "collect":
             for agg in self.rfm.aggs():
                 self.traits.register_agg(agg)
             self.ranks.update({s.key: s for s in specs.values()})
-            return null()
+            return _PLACEHOLDER
         parts = {p: bucket_sql(s.build(), self.cutoffs[s.key], 5) for p, s in specs.items()}
         if node.part in parts:
             return parts[node.part]

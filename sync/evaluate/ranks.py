@@ -46,7 +46,7 @@ from sqlalchemy import (
 
 from mapping.project import RfmDef
 from mapping.rules import ast as r
-from sync.evaluate.compile import DAY_MS, Col, as_of_param
+from sync.evaluate.compile import DAY_MS, Col, as_of_param, floor
 from sync.store.schema import rank_cutoffs
 
 # (R, FM) -> name. Rows R = 1..5, columns FM = 1..5 (5 best). The usual RF grid.
@@ -124,9 +124,15 @@ def load_cutoffs(conn: Connection, key: str) -> Cutoffs | None:
 def bucket_sql(x: Col, cut: Cutoffs, n: int, offset: int = 0) -> Col:
     """``ntile(x, n) + offset`` as a CASE over the cut-offs (NULL when x or the population is)."""
     if cut.population == 0:
-        return null()
-    whens = [(x > cut.values[k], literal(k + offset, Integer)) for k in range(n, 1, -1)]
-    return case((x.is_(None), null()), *whens, else_=literal(1 + offset, Integer))
+        return cast(null(), Integer)
+
+    def search(lo: int, hi: int) -> Col:  # x > cut-off of lo is known; a binary search
+        if lo == hi:
+            return literal(lo + offset, Integer)
+        mid = (lo + hi + 1) // 2
+        return case((x > cut.values[mid], search(mid, hi)), else_=search(lo, mid - 1))
+
+    return case((x.is_(None), cast(null(), Integer)), else_=search(1, n))
 
 
 def rank_spec(node: r.Rank, build: Callable[[], Col]) -> RankSpec:
@@ -146,10 +152,10 @@ class RfmParts:
     def aggs(self) -> tuple[r.Agg, ...]:
         return (self.last, self.count, self.total)
 
-    def specs(self, leaf: Callable[[r.Agg], Col]) -> dict[str, RankSpec]:
+    def specs(self, leaf: Callable[[r.Agg], Col], dialect: str) -> dict[str, RankSpec]:
         def r_expr() -> Col:
             last = leaf(self.last)
-            return -func.floor(cast(as_of_param() - last, Float) / DAY_MS)
+            return -floor(dialect, cast(as_of_param() - last, Float) / DAY_MS)
 
         def f_expr() -> Col:
             count = leaf(self.count)
@@ -168,7 +174,7 @@ def rfm_score_sql(parts: dict[str, Col]) -> Col:
 
 def rfm_segment_sql(parts: dict[str, Col]) -> Col:
     cell = parts["r"] * 10 + (parts["f"] + parts["m"] + 1) // 2
-    whens = [(cell == rr * 10 + fm, literal(name, String)) for (rr, fm), name in RFM_SEGMENTS.items()]
-    return case(*whens)
+    return case({rr * 10 + fm: literal(name, String) for (rr, fm), name in RFM_SEGMENTS.items()},
+                value=cell)
 
 

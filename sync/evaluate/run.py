@@ -29,16 +29,14 @@ SUBSET_CHUNK = 500
 
 
 def ensure_math(conn: Connection) -> None:
-    """Register ``power``/``floor`` on SQLite builds compiled without math functions."""
+    """Register ``power`` on SQLite builds compiled without math functions."""
     if conn.dialect.name != "sqlite":
         return
     raw: Any = conn.connection.driver_connection
     try:
-        raw.execute("SELECT power(2, 1), floor(1.5)").fetchone()
+        raw.execute("SELECT power(2, 1)").fetchone()
     except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no such function
         raw.create_function("power", 2, lambda a, b: None if a is None or b is None else math.pow(a, b),
-                            deterministic=True)
-        raw.create_function("floor", 1, lambda a: None if a is None else float(math.floor(a)),
                             deterministic=True)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Float, String, case, literal, null
+from sqlalchemy import Float, String, case, func, literal, null
 
 from mapping.project import ScoreDef
 from sync.evaluate.compile import Col
@@ -24,12 +24,13 @@ def points_keys(score: ScoreDef) -> list[PointsKey]:
     return [PointsKey(score.name, i) for i in range(len(score.points))]
 
 
-def score_sql(score: ScoreDef, points: Callable[[PointsKey], Col]) -> Col:
+def score_sql(score: ScoreDef, points: Callable[[PointsKey], Col], dialect: str) -> Col:
     total: Col = literal(0.0, Float)
     for key in points_keys(score):
         total = total + points(key) * score.points[key.index].points
     if score.cap is not None:
-        total = case((total > score.cap, literal(float(score.cap), Float)), else_=total)
+        smaller = func.least if dialect == "postgresql" else func.min  # scalar min on SQLite
+        total = smaller(total, literal(float(score.cap), Float))
     return total
 
 

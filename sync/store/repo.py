@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,11 +49,29 @@ def canonical_json(value: Any) -> str:
 
 
 def event_content_hash(
-    contact_key: str, event_type: str, ts: int, value: float | None, properties: Mapping[str, Any]
+    contact_key: str, event_type: str, ts: int, value: float | None,
+    properties: Mapping[str, Any] | str | None,
 ) -> str:
-    """The dedupe id of an event that has no id of its own: ``sha256:`` of its canonical form."""
-    canonical = canonical_json([contact_key, event_type, ts, value, dict(properties)])
+    """The dedupe id of an event that has no id of its own: ``sha256:`` of its canonical form
+    (``properties`` as a mapping, or already as :func:`canonical_json` text)."""
+    props = properties if isinstance(properties, str) else canonical_json(dict(properties or {}))
+    canonical = canonical_json([contact_key, event_type, ts, value]) + props
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@contextmanager
+def bulk_session(conn: Connection, cache_mb: int = 256) -> Iterator[None]:
+    """A larger SQLite page cache while a bulk write runs on ``conn`` (index pages of a big
+    events table stay in memory); restored afterwards. No-op on PostgreSQL."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{cache_mb * 1024}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -330,7 +349,7 @@ class EventRow:
     type_id: int
     ts: int
     value: float | None
-    properties: dict[str, Any] | None
+    properties: Mapping[str, Any] | str | None  # a mapping, or its JSON text
     source: str
     source_event_id: str
 
@@ -359,7 +378,8 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
         return 0
     params = [
         (r.contact_id, r.type_id, r.ts, r.value,
-         None if r.properties is None else _dumps(r.properties), r.source, r.source_event_id)
+         r.properties if r.properties is None or isinstance(r.properties, str)
+         else _dumps(r.properties), r.source, r.source_event_id)
         for r in rows
     ]
     cursor = conn.connection.cursor()

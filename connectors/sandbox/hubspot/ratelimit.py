@@ -36,9 +36,13 @@ class RateLimiter:
         self.clock = clock
         self.wall = wall
         self._lock = threading.Lock()
-        self._standard: dict[str, deque[float]] = {}
-        self._search: dict[str, deque[float]] = {}
+        # accepted request instants per token, integer microseconds (exact window arithmetic)
+        self._standard: dict[str, deque[int]] = {}
+        self._search: dict[str, deque[int]] = {}
         self._daily: dict[str, tuple[int, int]] = {}
+
+    def _now_us(self) -> int:
+        return round(self.clock() * 1_000_000)
 
     def reset(self) -> None:
         with self._lock:
@@ -52,7 +56,7 @@ class RateLimiter:
             return None
         token = req.client_key
         search = route.rate_class == "search"
-        now = self.clock()
+        now = self._now_us()
         day = int(self.wall() // DAY_S)
         with self._lock:
             used_day, used = self._daily.get(token, (day, 0))
@@ -61,9 +65,9 @@ class RateLimiter:
             if used >= s.daily_limit:
                 return self._refuse("DAILY", "You have reached your daily limit.", token, search)
             if search:
-                window, limit, table = s.search_window_ms / 1000, s.search_per_second, self._search
+                window, limit, table = s.search_window_ms * 1000, s.search_per_second, self._search
             else:
-                window, limit, table = s.window_ms / 1000, s.max_requests, self._standard
+                window, limit, table = s.window_ms * 1000, s.max_requests, self._standard
             stamps = table.setdefault(token, deque())
             edge = now - window
             while stamps and stamps[0] <= edge:
@@ -83,11 +87,11 @@ class RateLimiter:
     def headers(self, token: str) -> dict[str, str]:
         """The ``X-HubSpot-RateLimit-*`` headers for a (non-search) response to ``token``."""
         s = self.settings
-        now = self.clock()
+        now = self._now_us()
         day = int(self.wall() // DAY_S)
         with self._lock:
             stamps = self._standard.get(token, deque())
-            edge = now - s.window_ms / 1000
+            edge = now - s.window_ms * 1000
             in_window = sum(1 for t in stamps if t > edge)
             used_day, used = self._daily.get(token, (day, 0))
         if used_day != day:

@@ -17,18 +17,18 @@ import base64
 import hashlib
 import heapq
 import hmac
+import http.client
 import itertools
 import json
 import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .settings import WebhookSettings
 from .state import Change
@@ -72,15 +72,24 @@ def signature_v1(secret: str, body: bytes | str) -> str:
 Poster = Callable[[str, bytes, dict[str, str], float], int]
 
 
-def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST and return the status; raises OSError on connection failures and timeouts."""
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST (header names kept exactly as given) and return the status; raises OSError on
+    connection failures and timeouts."""
+    parts = urlsplit(url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        conn.request("POST", target, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return int(resp.status)
+    except http.client.HTTPException as e:
+        raise OSError(str(e)) from e
+    finally:
+        conn.close()
 
 
 @dataclass(order=True)
@@ -104,7 +113,7 @@ class WebhookSender:
     def __init__(
         self,
         settings: WebhookSettings,
-        post: Poster = urllib_post,
+        post: Poster = http_post,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ):
         self.settings = settings

@@ -139,7 +139,7 @@ class EventLog:
                 pos = column.index(wanted, pos, hi)
             except ValueError:
                 return
-            if other is None or other[pos] == other_wanted:
+            if other is None or other_wanted is None or other[pos] == other_wanted:
                 yield pos
             pos += 1
 
