@@ -186,11 +186,12 @@ def _agg(func: str, arg: str, cond: str | None, name: str) -> str:
     return f"{call} FILTER (WHERE {cond}) AS {name}" if cond else f"{call} AS {name}"
 
 
-def _per_type_ctes(d: Dialect, a: int, style: Style) -> tuple[str, str]:
+def _per_type_ctes(d: Dialect, a: int, style: Style, index: str | None) -> tuple[str, str]:
     """The per-type aggregate CTEs and the joins that bring them onto the contacts."""
     groups = _type_aggs(d, a)
     if style == "pertype":
         ctes = []
+        hint = f" INDEXED BY {index}" if index and d == "sqlite" else ""
         for cte, t, rows, aggs in groups:
             cols = ",\n    ".join(
                 _agg(f, _decay(t, a) if n == "s" else arg, c, f"s{t}" if n == "s" else n)
@@ -198,7 +199,7 @@ def _per_type_ctes(d: Dialect, a: int, style: Style) -> tuple[str, str]:
             )
             ctes.append(
                 f"{cte} AS (\n  SELECT contact_id,\n    {cols}\n"
-                f"  FROM events WHERE type_id = {t} AND {rows} GROUP BY contact_id)"
+                f"  FROM events{hint} WHERE type_id = {t} AND {rows} GROUP BY contact_id)"
             )
         joins = " ".join(f"LEFT JOIN {cte} ON {cte}.contact_id = c.id" for cte, *_ in groups)
         return ",\n".join(ctes), joins
@@ -244,7 +245,7 @@ def _segments(d: Dialect, a: int) -> dict[str, str]:
         "top_engaged": "pct >= 75",
         "middle_engaged": "pct BETWEEN 25 AND 74",
         "bottom_engaged": "pct < 25",
-        "high_tier": "tier = 'High'",
+        "high_tier": "score >= 50",  # tier("engagement") == "High"
         "rfm_champions": "rfm_r >= 4 AND rfm_f >= 4 AND rfm_m >= 4",
         "rfm_at_risk": "rfm_r <= 2 AND rfm_f >= 3",
         "vip_active": f"{vip_true} AND opens_7d > 0",
@@ -267,16 +268,24 @@ SEGMENTS = tuple(_segments("sqlite", AS_OF_MS))
 
 
 def hand_sql(
-    d: Dialect, as_of_ms: int = AS_OF_MS, table: str = "hand_result", style: Style = "pertype"
-) -> str:
-    """The whole evaluation as one ``CREATE TABLE {table} AS`` statement.
+    d: Dialect,
+    as_of_ms: int = AS_OF_MS,
+    table: str = "hand_result",
+    style: Style = "pertype",
+    index: str | None = None,
+) -> list[str]:
+    """The whole evaluation into ``CREATE TABLE {table}``: traits, then ranks, then verdicts.
 
+    Statements to run in order (intermediate tables are dropped at the end).
+    ``index`` (SQLite only) pins the per-type passes to an index (``INDEXED BY``): the planner
+    otherwise prefers the (type_id, ts) index, whose row order makes every property read a
+    random table lookup and every GROUP BY a sort.
     ``style="onepass"`` is the naive variant: one grouped pass over all events with every
     aggregate conditional on its type (each row then pays for all ~30 aggregates).
     """
     a = as_of_ms
     b_not_outlier = f"(b.value <= {OUTLIER} OR b.value IS NULL)"
-    type_ctes, joins = _per_type_ctes(d, a, style)
+    type_ctes, joins = _per_type_ctes(d, a, style, index)
     ctes = f"""
 {type_ctes},
 s48 AS (
@@ -306,26 +315,27 @@ t AS (
     {_least(d)}(100.0, coalesce(s1, 0) + coalesce(s2, 0) + coalesce(s3, 0) + coalesce(s4, 0)
               + coalesce(s5, 0)) AS score
   FROM contacts c {joins}
-  LEFT JOIN s48 ON s48.contact_id = c.id LEFT JOIN s15 ON s15.contact_id = c.id),
-r AS (
-  SELECT t.*,
-    CASE WHEN score >= 50 THEN 'High' WHEN score >= 20 THEN 'Medium' ELSE 'Low' END AS tier,
-    floor(100.0 * (rank() OVER (ORDER BY score) - 1) / count(*) OVER ()) AS pct,
-    CASE WHEN orders > 0 THEN floor(5.0 * (rank() OVER (PARTITION BY orders > 0 ORDER BY last_order) - 1)
-      / count(*) OVER (PARTITION BY orders > 0)) + 1 END AS rfm_r,
-    CASE WHEN orders > 0 THEN floor(5.0 * (rank() OVER (PARTITION BY orders > 0 ORDER BY orders) - 1)
-      / count(*) OVER (PARTITION BY orders > 0)) + 1 END AS rfm_f,
-    CASE WHEN orders > 0 THEN floor(5.0 * (rank() OVER (PARTITION BY orders > 0 ORDER BY revenue_all) - 1)
-      / count(*) OVER (PARTITION BY orders > 0)) + 1 END AS rfm_m
-  FROM t)"""
+  LEFT JOIN s48 ON s48.contact_id = c.id LEFT JOIN s15 ON s15.contact_id = c.id)"""
     verdicts = ",\n  ".join(
         f"CASE WHEN {rule} THEN 1 ELSE 0 END AS {name}" for name, rule in _segments(d, a).items()
     )
     traits = ", ".join(TRAITS)
-    return (
-        f"CREATE TABLE {table} AS WITH {ctes}\n"
-        f"SELECT contact_id, {traits}, score, tier, pct, rfm_r, rfm_f, rfm_m,\n  {verdicts}\nFROM r"
-    )
+    quintile = "floor(5.0 * (rank() OVER (ORDER BY {x}) - 1) / count(*) OVER ()) + 1"
+    return [
+        *(f"DROP TABLE IF EXISTS {table}{part}" for part in ("", "_traits", "_pct", "_rfm")),
+        f"CREATE TABLE {table}_traits AS WITH {ctes}\nSELECT * FROM t",
+        f"CREATE TABLE {table}_pct AS SELECT contact_id, "
+        f"floor(100.0 * (rank() OVER (ORDER BY score) - 1) / count(*) OVER ()) AS pct FROM {table}_traits",
+        f"CREATE TABLE {table}_rfm AS SELECT contact_id, {quintile.format(x='last_order')} AS rfm_r, "
+        f"{quintile.format(x='orders')} AS rfm_f, {quintile.format(x='revenue_all')} AS rfm_m "
+        f"FROM {table}_traits WHERE orders > 0",
+        f"CREATE TABLE {table} AS SELECT t.contact_id, {traits}, score,\n"
+        "  CASE WHEN score >= 50 THEN 'High' WHEN score >= 20 THEN 'Medium' ELSE 'Low' END AS tier,\n"
+        f"  pct, rfm_r, rfm_f, rfm_m,\n  {verdicts}\n"
+        f"FROM {table}_traits t JOIN {table}_pct q ON q.contact_id = t.contact_id "
+        f"LEFT JOIN {table}_rfm f ON f.contact_id = t.contact_id",
+        *(f"DROP TABLE {table}{part}" for part in ("_traits", "_pct", "_rfm")),
+    ]
 
 
 def sizes_sql(table: str = "hand_result") -> str:

@@ -26,13 +26,16 @@ manager that applies it; it lets anything that is not a provider failure through
 including the SDKs' refusals of our own arguments before anything was sent).
 The provider's request id is kept: HubSpot ``correlationId`` (body) or
 ``X-HubSpot-Correlation-Id``; Klaviyo ``errors[].id`` or any ``*request-id`` header.
-Messages are redacted (`redact`) so no token reaches a log.
+Messages are redacted (`redact`, with the body readers in `connectors.bodies`) so no token
+reaches a log.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -223,7 +226,9 @@ def _is_api_exception(exc: BaseException) -> bool:
 
 _REQUESTS_CONNECT = (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)
 _DESERIALISATION = (ValueError, TypeError, KeyError, AttributeError)
-_TRANSPORT = (u3.HTTPError, requests.RequestException, OSError, http.client.HTTPException)
+_SOCKET_CONNECT = (ConnectionRefusedError, socket.gaierror, ssl.SSLError)  # nothing was sent
+_SOCKET = (ConnectionError, TimeoutError, *_SOCKET_CONNECT)  # not e.g. FileNotFoundError
+_TRANSPORT = (u3.HTTPError, requests.RequestException, http.client.HTTPException, *_SOCKET)
 
 
 _ARGUMENT_ERRORS = {"ApiTypeError", "ApiValueError", "ApiAttributeError", "ApiKeyError"}
@@ -352,11 +357,11 @@ def translate(
         return _from_requests(exc, provider, kind, now)
     if isinstance(exc, u3.HTTPError):
         return _from_urllib3(exc, provider, kind)
-    if isinstance(exc, ConnectionRefusedError):
+    if isinstance(exc, _SOCKET_CONNECT):
         return _transport(provider, Transport.CONNECT, kind, exc)
     if isinstance(exc, TimeoutError):
         return _transport(provider, Transport.TIMEOUT, kind, exc)
-    if isinstance(exc, OSError | http.client.HTTPException):
+    if isinstance(exc, (*_SOCKET, http.client.HTTPException)):
         return _transport(provider, Transport.RESET, kind, exc)
     if isinstance(exc, _DESERIALISATION):
         error = _transport(provider, Transport.MALFORMED, kind, exc)

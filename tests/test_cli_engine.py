@@ -161,8 +161,8 @@ def test_evaluate_json_lines(sample: Path, capsys: pytest.CaptureFixture[str]) -
     engine = open_project_store(project)
     result = evaluate(engine, project, parse_instant(AS_OF), persist=False)
     engine.dispose()
-    want = {r.key: (sorted(r.segments), r.fields) for r in result.results if r.segments}
-    assert {m["contact"]: (m["segments"], m["fields"]) for m in members} == json.loads(
+    want = {r.key: [sorted(r.segments), r.fields] for r in result.results if r.segments}
+    assert {m["contact"]: [m["segments"], m["fields"]] for m in members} == json.loads(
         json.dumps(want))
 
     code, out, _ = run(capsys, "--config", str(sample), "evaluate", "--as-of", AS_OF, "--all",

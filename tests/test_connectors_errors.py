@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from typing import Any
 
 import openapi_client.exceptions as klaviyo_exc
@@ -196,6 +197,7 @@ RESET = u3.ProtocolError("Connection aborted.", ConnectionResetError(104, "Conne
         (http.client.RemoteDisconnected("closed"), CallKind.READ, RetryableError),
         (http.client.IncompleteRead(b"{\"res"), CallKind.WRITE, AmbiguousWrite),
         (TimeoutError("timed out"), CallKind.READ, RetryableError),
+        (socket.gaierror(-2, "Name or service not known"), CallKind.WRITE, RetryableError),
         (json.JSONDecodeError("Expecting value", '{"results": [', 13), CallKind.READ, MalformedResponse),
         (AttributeError("'int' object has no attribute 'items'"), CallKind.READ, MalformedResponse),
         (KeyError("results"), CallKind.WRITE, AmbiguousWrite),
@@ -247,6 +249,8 @@ def test_argument_errors_are_bugs_not_provider_failures() -> None:
     assert not is_provider_failure(klaviyo_exc.ApiValueError("Missing the required parameter `id`"))
     assert is_provider_failure(klaviyo_exc_from(500, b"", {}))
     assert is_provider_failure(ValueError("Expecting value"))
+    assert is_provider_failure(ConnectionResetError(104, "reset"))
+    assert not is_provider_failure(FileNotFoundError("config.toml"))
     assert not is_provider_failure(ZeroDivisionError())
 
 

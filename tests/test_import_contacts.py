@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from mapping.errors import InputError
 from sync import importer
-from sync.store import schema
+from sync.store import repo, schema
 from sync.store.db import open_store
 from tests.store_support import counts, make_project, store_url
 
@@ -184,13 +184,13 @@ def test_undecodable_bytes_midway_roll_back_earlier_batches(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importer, "BATCH", 100)
     batches: list[int] = []
-    real_upsert = importer.repo.upsert_contacts
+    real_upsert = repo.upsert_contacts
 
     def counting_upsert(*args: Any, **kwargs: Any) -> Any:
         batches.append(1)
         return real_upsert(*args, **kwargs)
 
-    monkeypatch.setattr(importer.repo, "upsert_contacts", counting_upsert)
+    monkeypatch.setattr(repo, "upsert_contacts", counting_upsert)
     engine = open_store("sqlite:///s.db", tmp_path)
     path = tmp_path / "c.csv"
     good = "".join(f"u{i}@example.com,US\n" for i in range(3000))  # well past the first read

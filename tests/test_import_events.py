@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from mapping.errors import InputError
 from sync import importer
-from sync.store import schema
+from sync.store import repo, schema
 from sync.store.db import open_store
 from tests.store_support import counts, make_project, store_url
 
@@ -200,7 +200,7 @@ def test_bad_header_changes_nothing(header: str, reason: str, tmp_path: Path) ->
 
 def test_a_crash_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importer, "BATCH", 10)
-    real_insert = importer.repo.insert_events
+    real_insert = repo.insert_events
     calls: list[int] = []
 
     def dying_insert(conn: Any, rows: Any) -> int:
@@ -209,7 +209,7 @@ def test_a_crash_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
             raise KeyboardInterrupt  # the process is stopped midway through the file
         return real_insert(conn, rows)
 
-    monkeypatch.setattr(importer.repo, "insert_events", dying_insert)
+    monkeypatch.setattr(repo, "insert_events", dying_insert)
     engine = open_store("sqlite:///s.db", tmp_path)
     rows = [{"email": f"u{i}@b.io", "type": "opened_email",
              "timestamp": f"2024-05-01T09:{i % 60:02d}:00Z"} for i in range(50)]

@@ -59,6 +59,16 @@ class _Outcome:
             )
         )
 
+    def transient(self, input_id: str) -> None:
+        """An injected per-input failure (fault ``partial``): not applied; sending it again works."""
+        self.errors.append(
+            errors.standard_error(
+                "Internal error while processing this input; it was not applied. Retry the request.",
+                errors.INTERNAL_ERROR,
+                {"id": [input_id]},
+            )
+        )
+
     def conflict(self, input_id: str, existing: str) -> None:
         self.errors.append(
             errors.standard_error(
@@ -88,6 +98,13 @@ class _Outcome:
             body["numErrors"] = len(errs)
             body["errors"] = errs
         return Response.json(207 if errs else ok_status, body)
+
+
+def _partial_victims(req: Request, ids: list[str]) -> set[str]:
+    """Under the ``partial`` fault: the first input and every 7th after it fail transiently."""
+    if req.fault != "partial" or not ids:
+        return set()
+    return set(ids[::7])
 
 
 def register(app: App, state: HubSpotState, settings: HubSpotSettings) -> None:
@@ -135,11 +152,15 @@ def register(app: App, state: HubSpotState, settings: HubSpotSettings) -> None:
         _, inputs = guarded_inputs(req)
         ids = [_input_id(inp, i) for i, inp in enumerate(inputs)]
         _no_duplicates(ids)
+        victims = _partial_victims(req, ids)
         with state.lock:
             out = _Outcome(state.clock())
             plan: list[tuple[Contact, dict[str, str | None]]] = []
             checked: list[tuple[str, list[dict[str, Any]]]] = []
             for key, inp in zip(ids, inputs, strict=True):
+                if key in victims:
+                    out.transient(key)
+                    continue
                 c = state.find(key, inp.get("idProperty"))
                 if c is None:
                     out.missing.append(key)
@@ -167,11 +188,15 @@ def register(app: App, state: HubSpotState, settings: HubSpotSettings) -> None:
             if p not in ("hs_object_id", "email"):
                 errors.fail(400, f"Property '{p}' is not a unique identifier property; upsert needs one")
         _no_duplicates([f"{p}:{i.lower()}" for p, i in zip(id_props, ids, strict=True)])
+        victims = _partial_victims(req, ids)
         with state.lock:
             out = _Outcome(state.clock())
             plan: list[tuple[str, Contact | None, dict[str, str | None]]] = []
             checked: list[tuple[str, list[dict[str, Any]]]] = []
             for key, id_prop, inp in zip(ids, id_props, inputs, strict=True):
+                if key in victims:
+                    out.transient(key)
+                    continue
                 c = state.find(key, id_prop)
                 if c is None and id_prop == "hs_object_id":
                     out.missing.append(key)
