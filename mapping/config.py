@@ -69,6 +69,10 @@ def _load(text: str, name: str, path: Path | None, base_dir: Path) -> Project:
         raise ConfigError(problems=[_toml_problem(str(e), name)]) from None
     where = Located(name, scan(text), data)
     problems = _secret_problems(data, where)
+    url = data.get("store", {}).get("url") if isinstance(data.get("store"), dict) else None
+    if isinstance(url, str) and re.search(r"://[^/@:]+:[^/@]+@", url):
+        problems.append(Problem(where.location(("store", "url"), value=True),
+                                'the store URL holds a password: give the whole URL as "env:NAME"'))
     config: models.Config | None = None
     try:
         config = models.Config.model_validate(data)

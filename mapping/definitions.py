@@ -22,7 +22,6 @@ from mapping import models
 from mapping.errors import Location, Problem, RuleError
 from mapping.project import Flag, GroupDef, PointsDef, Project, RfmDef, ScoreDef, SegmentDef
 from mapping.rules import ast as r
-from mapping.rules.calls import FUNCTIONS
 from mapping.rules.checker import check_rule, find_cycles, references
 from mapping.rules.parser import parse_rule
 from mapping.rules.printer import format_rule
@@ -136,8 +135,8 @@ def _schema(data: dict[str, object]) -> Schema:
     }
     scores = {name: tuple(_table(cfg, "tiers")) for name, cfg in _table(data, "scores").items()}
     return Schema(
-        attributes=attributes,  # type: ignore[arg-type]
-        events=events,  # type: ignore[arg-type]
+        attributes=attributes,
+        events=events,
         traits=dict.fromkeys(_table(data, "traits")),
         scores=scores,
         segments=frozenset(_table(data, "segments")),
@@ -157,8 +156,6 @@ def _check_names(b: _Build, data: dict[str, object]) -> None:
             b.problem(("traits", name), f"{name!r} is a reserved word and cannot name a trait")
         elif name in b.schema.attributes:
             b.problem(("traits", name), f"trait {name!r} has the name of an attribute", "rename one")
-        elif name in FUNCTIONS:
-            b.problem(("traits", name), f"{name!r} is a function name and cannot name a trait")
     for event, cfg in _table(data, "events").items():
         for prop in _table(cfg, "properties"):
             if bad(prop, EVENT_FIELDS):

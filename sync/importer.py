@@ -33,6 +33,7 @@ KEY_COLUMNS = ("email", "external_id")
 EVENT_KEY_COLUMNS = ("email", "external_id", "contact")
 EVENT_COLUMNS = ("type", "timestamp", "value", "properties", "event_id")
 PROP_PREFIX = "prop."
+_EVENT_FIELDS = frozenset((*EVENT_KEY_COLUMNS, *EVENT_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,8 @@ class _Event:
     event_id: str | None
 
 
-def _properties(row: Row, declared: dict[str, Any], from_text: bool, reasons: list[str]
-                ) -> dict[str, Any]:
+def _properties(row: Row, extra: list[str], declared: dict[str, Any], from_text: bool,
+                reasons: list[str]) -> dict[str, Any]:
     props: dict[str, Any] = {}
     raw = row.get("properties")
     if from_text and isinstance(raw, str) and raw.strip():
@@ -232,7 +233,7 @@ def _properties(row: Row, declared: dict[str, Any], from_text: bool, reasons: li
     if raw is not None and not isinstance(raw, dict):
         reasons.append("properties must be a JSON object")
         raw = None
-    cells = [(k[len(PROP_PREFIX):], v) for k, v in row.items() if k.startswith(PROP_PREFIX)]
+    cells = [(k[len(PROP_PREFIX):], row[k]) for k in extra if k.startswith(PROP_PREFIX)]
     for name, value, text in [*((k, v, False) for k, v in (raw or {}).items()),
                               *((k, v, from_text) for k, v in cells)]:
         if value is None or (text and value == ""):
@@ -251,12 +252,11 @@ def _properties(row: Row, declared: dict[str, Any], from_text: bool, reasons: li
 def _event_row(row: Row, project: Project, from_text: bool) -> _Event:
     reasons: list[str] = []
     email, ext = _keys(row, reasons)
-    if not from_text:
-        known = (*EVENT_KEY_COLUMNS, *EVENT_COLUMNS)
-        for name in row:
-            if name not in known and not name.startswith(PROP_PREFIX):
-                hint = did_you_mean(name, known)
-                reasons.append(f"unknown field {name!r}" + (f" ({hint})" if hint else ""))
+    extra = [name for name in row if name not in _EVENT_FIELDS]
+    for name in extra:  # in CSV the header was checked already
+        if not from_text and not name.startswith(PROP_PREFIX):
+            hint = did_you_mean(name, (*EVENT_KEY_COLUMNS, *EVENT_COLUMNS))
+            reasons.append(f"unknown field {name!r}" + (f" ({hint})" if hint else ""))
     type_name = row.get("type")
     declared: dict[str, Any] = {}
     if not isinstance(type_name, str) or not type_name.strip():
@@ -282,7 +282,7 @@ def _event_row(row: Row, project: Project, from_text: bool) -> _Event:
             value = float(number(raw_value))
         except ValueError as e:
             reasons.append(f"value: {e}")
-    props = _properties(row, declared, from_text, reasons)
+    props = _properties(row, extra, declared, from_text, reasons)
     event_id = None
     try:
         event_id = _text(row.get("event_id"), "event_id")

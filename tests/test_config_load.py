@@ -183,3 +183,9 @@ def test_any_document_loads_or_raises_config_error(lines: list[str]) -> None:
         load_project_text(BASE + "\n".join(lines) + "\n", "config.toml")
     except ConfigError as e:
         assert e.problems and all(str(p).startswith("config.toml") for p in e.problems)
+
+
+def test_a_password_in_the_store_url_is_refused() -> None:
+    found = problems('[store]\nurl = "postgresql+psycopg://app:hunter2@db/segsync"\n')
+    assert found == ['config.toml:12:7 store.url: the store URL holds a password: give the whole URL as "env:NAME"']
+    assert load('[store]\nurl = "postgresql+psycopg://app@db/segsync"\n')

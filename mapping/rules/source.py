@@ -26,13 +26,14 @@ EVENT_FIELDS = frozenset({"value", "ts"})
 class Schema:
     """The declared names a rule is checked against.
 
-    ``events`` maps an event type to its property types. ``scores`` maps a score to its tier
+    ``events`` maps an event type to its property types. A type of None marks a declaration
+    whose type is wrong (reported elsewhere): the name exists, its type is unknown. ``scores`` maps a score to its tier
     labels (empty when it has no tiers). ``traits`` maps a trait to its expression when known
     (the checker infers a trait's type from it); the parser only needs the names.
     """
 
-    attributes: Mapping[str, Type] = field(default_factory=dict)
-    events: Mapping[str, Mapping[str, Type]] = field(default_factory=dict)
+    attributes: Mapping[str, Type | None] = field(default_factory=dict)  # None: declared badly
+    events: Mapping[str, Mapping[str, Type | None]] = field(default_factory=dict)
     traits: Mapping[str, Expr | None] = field(default_factory=dict)
     scores: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()

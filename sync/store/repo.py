@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -32,6 +33,7 @@ _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 _IN_CHUNK = 900  # bound parameters per IN list: well under SQLite's and PostgreSQL's limits
 
 
+@lru_cache(maxsize=65_536)
 def normalise_email(text: str) -> str:
     """``"  Ann@Example.COM "`` -> ``"ann@example.com"``; raises ValueError when not an email."""
     email = text.strip().lower()
