@@ -323,10 +323,10 @@ t AS (
     quintile = "floor(5.0 * (rank() OVER (ORDER BY {x}) - 1) / count(*) OVER ()) + 1"
     return [
         *(f"DROP TABLE IF EXISTS {table}{part}" for part in ("", "_traits", "_pct", "_rfm")),
-        f"CREATE TABLE {table}_traits AS WITH {ctes}\nSELECT * FROM t",
-        f"CREATE TABLE {table}_pct AS SELECT contact_id, "
+        f"CREATE TEMP TABLE {table}_traits AS WITH {ctes}\nSELECT * FROM t",
+        f"CREATE TEMP TABLE {table}_pct AS SELECT contact_id, "
         f"floor(100.0 * (rank() OVER (ORDER BY score) - 1) / count(*) OVER ()) AS pct FROM {table}_traits",
-        f"CREATE TABLE {table}_rfm AS SELECT contact_id, {quintile.format(x='last_order')} AS rfm_r, "
+        f"CREATE TEMP TABLE {table}_rfm AS SELECT contact_id, {quintile.format(x='last_order')} AS rfm_r, "
         f"{quintile.format(x='orders')} AS rfm_f, {quintile.format(x='revenue_all')} AS rfm_m "
         f"FROM {table}_traits WHERE orders > 0",
         f"CREATE TABLE {table} AS SELECT t.contact_id, {traits}, score,\n"
