@@ -27,6 +27,7 @@ import random
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -71,35 +72,32 @@ def _child_hand(engine: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from bench.engine_gen import Spec
     from bench.engine_handsql import hand_sql, sizes_sql
-    from bench.engine_load import PG_URL, duckdb_file
+    from bench.engine_load import LAYOUT_INDEXES, PG_URL, duckdb_file
 
-    sql = hand_sql(engine)  # type: ignore[arg-type]
+    pinned = next(iter(LAYOUT_INDEXES[args.variant]), None) if engine == "sqlite" else None
+    stmts = hand_sql(engine, style=args.style, index=pinned)  # type: ignore[arg-type]
+    con: Any
     if engine == "sqlite":
-        path = _store_url("sqlite", args).removeprefix("sqlite:///")
-        con = sqlite3.connect(path, isolation_level=None)
-        con.execute("PRAGMA cache_size=-1000000")
-        con.execute("DROP TABLE IF EXISTS hand_result")
-        t0 = time.perf_counter()
-        con.execute(sql)
-        seconds = time.perf_counter() - t0
-        sizes = con.execute(sizes_sql()).fetchone()
+        con = sqlite3.connect(_store_url("sqlite", args).removeprefix("sqlite:///"), isolation_level=None)
+        con.execute("PRAGMA cache_size=-1000000")  # 1 GB page cache
+        con.execute("PRAGMA temp_store=MEMORY")
     elif engine == "duckdb":
-        dcon = duckdb.connect(str(duckdb_file(Spec(contacts=args.contacts))))
-        dcon.execute("DROP TABLE IF EXISTS hand_result")
-        t0 = time.perf_counter()
-        dcon.execute(sql)
-        seconds = time.perf_counter() - t0
-        sizes = dcon.execute(sizes_sql()).fetchone()
+        con = duckdb.connect(str(duckdb_file(Spec(contacts=args.contacts))))
     else:
         _store_url("postgresql", args)
-        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as pcon:
-            pcon.execute("SET search_path = bench")
-            pcon.execute("DROP TABLE IF EXISTS hand_result")
-            t0 = time.perf_counter()
-            pcon.execute(sql)
-            seconds = time.perf_counter() - t0
-            sizes = pcon.execute(sizes_sql()).fetchone()
-    return {"seconds": seconds, "sizes": [int(x or 0) for x in (sizes or ())]}
+        con = psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True)
+        con.execute("SET search_path = bench")
+        con.execute("SET work_mem = '256MB'")  # the server default (4MB) spills every aggregate
+    steps = []
+    t0 = time.perf_counter()
+    for stmt in stmts:
+        t1 = time.perf_counter()
+        con.execute(stmt)
+        steps.append(round(time.perf_counter() - t1, 2))
+    seconds = time.perf_counter() - t0
+    sizes = con.execute(sizes_sql()).fetchone()
+    con.close()
+    return {"seconds": seconds, "steps": steps, "sizes": [int(x or 0) for x in (sizes or ())]}
 
 
 def _child_segsync(engine: str, args: argparse.Namespace, single: bool) -> dict[str, Any]:
@@ -159,13 +157,18 @@ def run_child(what: str, engine: str, args: argparse.Namespace) -> tuple[Measure
         args.layout,
         "--variant",
         args.variant,
+        "--style",
+        args.style,
         "--single",
         str(args.single),
     ]
-    proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.communicate()
+    with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=out_f, stderr=err_f, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
     m = Measure(what, engine, rss_mb=usage.ru_maxrss / 1024)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -266,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default="hand,segsync,single", help="comma list of hand, segsync, single")
     ap.add_argument("--layout", default="sorted", choices=["sorted", "arrival"])
     ap.add_argument("--variant", default="", help="extra indexes: '' or typefirst")
+    ap.add_argument(
+        "--style", default="pertype", choices=["pertype", "onepass"], help="hand-written SQL style"
+    )
     ap.add_argument("--single", type=int, default=1000, help="contacts for the single-contact latency")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -298,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for what, engine in plan:
         m, data = run_child(what, engine, args)
+        if "steps" in data:
+            print(f"{what}/{engine} statement seconds: {data['steps']}", flush=True)
         if "sizes" in data:
             sizes[f"{what}/{engine}"] = data["sizes"]
         measures.append(m)

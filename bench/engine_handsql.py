@@ -18,7 +18,7 @@ unknown = not a member). Choices the spec leaves open, made here as the engine i
 make them: a contact without scoring events has score 0; ``percentile(x)`` is
 ``floor(100 * (rank - 1) / n)``; ``ntile(x, n)`` and the RFM quintiles are
 ``floor(n * (rank - 1) / n_non_null) + 1`` (ranked ascending, ties share the lower rank), RFM
-over the contacts with at least one (non-outlier) order: R by last order time, F by order
+over the contacts with at least one (non-outlier) order: R by -days_since(last order), F by order
 count, M by order value sum.
 """
 
@@ -320,13 +320,14 @@ t AS (
         f"CASE WHEN {rule} THEN 1 ELSE 0 END AS {name}" for name, rule in _segments(d, a).items()
     )
     traits = ", ".join(TRAITS)
+    recency = f"-floor(({a} - last_order) / {float(DAY)!r})"  # -days_since(last order)
     quintile = "floor(5.0 * (rank() OVER (ORDER BY {x}) - 1) / count(*) OVER ()) + 1"
     return [
         *(f"DROP TABLE IF EXISTS {table}{part}" for part in ("", "_traits", "_pct", "_rfm")),
         f"CREATE TEMP TABLE {table}_traits AS WITH {ctes}\nSELECT * FROM t",
         f"CREATE TEMP TABLE {table}_pct AS SELECT contact_id, "
         f"floor(100.0 * (rank() OVER (ORDER BY score) - 1) / count(*) OVER ()) AS pct FROM {table}_traits",
-        f"CREATE TEMP TABLE {table}_rfm AS SELECT contact_id, {quintile.format(x='last_order')} AS rfm_r, "
+        f"CREATE TEMP TABLE {table}_rfm AS SELECT contact_id, {quintile.format(x=recency)} AS rfm_r, "
         f"{quintile.format(x='orders')} AS rfm_f, {quintile.format(x='revenue_all')} AS rfm_m "
         f"FROM {table}_traits WHERE orders > 0",
         f"CREATE TABLE {table} AS SELECT t.contact_id, {traits}, score,\n"

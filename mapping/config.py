@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails
 
 from mapping import models
 from mapping.definitions import Located, build_project
+from mapping.destinations import check_references
 from mapping.errors import ConfigError, Location, Problem
 from mapping.project import Project
 from mapping.rules.source import did_you_mean
@@ -78,6 +79,9 @@ def _load(text: str, name: str, path: Path | None, base_dir: Path) -> Project:
         config = models.Config.model_validate(data)
     except ValidationError as e:
         problems += _pydantic_problems(e, where)
+    if config is not None:
+        problems += [Problem(where.location(p, value=True), m, did_you_mean(str(_get(data, p)), c))
+                     for p, m, c in check_references(config)]
     project, rule_problems = build_project(data, config, where, path, base_dir)
     problems += rule_problems
     if problems or project is None:

@@ -170,8 +170,19 @@ def _event_ref(b: _Build, path: tuple[PathPart, ...], name: object) -> bool:
     return isinstance(name, str)
 
 
-def _rules(b: _Build, data: dict[str, object]) -> dict[str, object]:
-    """Parse and check every rule of the raw data; the parsed definitions by kind."""
+@dataclass
+class _Parsed:
+    """Every parsed rule by kind (None where the rule had a problem)."""
+
+    traits: dict[str, r.Expr | None] = field(default_factory=dict)
+    excludes: dict[str, r.Expr | None] = field(default_factory=dict)  # event type -> filter
+    points: dict[tuple[str, int], r.Expr | None] = field(default_factory=dict)  # (score, row)
+    segments: dict[str, dict[str, r.Expr | None]] = field(default_factory=dict)  # rule/exclude/flagN
+    fields: dict[str, r.Expr | None] = field(default_factory=dict)
+
+
+def _rules(b: _Build, data: dict[str, object]) -> _Parsed:
+    """Parse and check every rule of the raw data."""
     parsed_traits: dict[str, r.Expr | None] = {}
     for name, text in _table(data, "traits").items():
         b.owner = ("trait", name)
@@ -180,7 +191,7 @@ def _rules(b: _Build, data: dict[str, object]) -> dict[str, object]:
     b.owner = None
     b.schema = Schema(b.schema.attributes, b.schema.events, parsed_traits, b.schema.scores,
                       b.schema.segments, b.schema.rfm)
-    excludes = {}
+    excludes: dict[str, r.Expr | None] = {}
     for event, cfg in _table(data, "events").items():
         if isinstance(cfg, dict) and "exclude" in cfg:
             excludes[event] = b.rule(("events", event, "exclude"), cfg["exclude"], event=event,
@@ -194,11 +205,11 @@ def _rules(b: _Build, data: dict[str, object]) -> dict[str, object]:
             if _event_ref(b, (*at, "event"), row.get("event")) and "where" in row:
                 points[(score, n)] = b.rule((*at, "where"), row["where"], event=str(row["event"]),
                                             what="an event filter")
-    segments: dict[str, dict[str, object]] = {}
+    segments: dict[str, dict[str, r.Expr | None]] = {}
     for name, cfg in _table(data, "segments").items():
         if not isinstance(cfg, dict):
             continue
-        seg: dict[str, object] = {}
+        seg: dict[str, r.Expr | None] = {}
         base: tuple[PathPart, ...] = ("segments", name)
         b.owner = ("segment", name)
         b.graph.setdefault(b.owner, set())
@@ -217,8 +228,7 @@ def _rules(b: _Build, data: dict[str, object]) -> dict[str, object]:
     }
     _check_rfm(b, data)
     _check_groups(b, data)
-    return {"traits": parsed_traits, "excludes": excludes, "points": points, "segments": segments,
-            "fields": fields}
+    return _Parsed(parsed_traits, excludes, points, segments, fields)
 
 
 def _check_rfm(b: _Build, data: dict[str, object]) -> None:
@@ -238,6 +248,7 @@ def _check_rfm(b: _Build, data: dict[str, object]) -> None:
 
 def _check_groups(b: _Build, data: dict[str, object]) -> None:
     field_names = set(_table(data, "fields"))
+    outputs: dict[object, str] = {}
     for group, cfg in _table(data, "groups").items():
         members = cfg.get("segments") if isinstance(cfg, dict) else None
         for n, seg in enumerate(members if isinstance(members, list) else []):
@@ -245,9 +256,11 @@ def _check_groups(b: _Build, data: dict[str, object]) -> None:
                 b.problem(("groups", group, "segments", n), f"unknown segment {seg!r}",
                           did_you_mean(seg, b.schema.segments), value=True)
         out = cfg.get("field", group) if isinstance(cfg, dict) else group
-        if out in field_names:
+        if out in field_names or out in outputs:
+            other = "[fields]" if out in field_names else f"group {outputs[out]!r}"
             b.problem(("groups", group), f"group {group!r} writes output field {out!r}, "
-                      "which [fields] also defines", "set field = \"...\" to another name")
+                      f"which {other} also writes", "set field = \"...\" to another name")
+        outputs.setdefault(out, group)
 
 
 def _cycle_problems(b: _Build, graph: dict[Node, set[Node]]) -> None:
@@ -316,14 +329,17 @@ def _ms(duration: str | None) -> int | None:
     return None if duration is None else models.parse_duration(duration)
 
 
-def _project(config: models.Config, parsed: dict[str, object], graph: dict[Node, set[Node]],
+def _present(exprs: Mapping[str, r.Expr | None]) -> dict[str, r.Expr]:
+    return {k: v for k, v in exprs.items() if v is not None}
+
+
+def _project(config: models.Config, parsed: _Parsed, graph: dict[Node, set[Node]],
              path: Path | None, base_dir: Path) -> Project:
-    traits: dict[str, r.Expr] = parsed["traits"]  # type: ignore[assignment]
-    seg_exprs: dict[str, dict[str, r.Expr]] = parsed["segments"]  # type: ignore[assignment]
-    points: dict[tuple[str, int], r.Expr] = parsed["points"]  # type: ignore[assignment]
+    """The Project of a configuration with no problems (so every parsed rule is present)."""
+    traits = _present(parsed.traits)
     segments: dict[str, SegmentDef] = {}
     for name in _order(graph, list(config.segments)):
-        seg, exprs = config.segments[name], seg_exprs[name]
+        seg, exprs = config.segments[name], _present(parsed.segments[name])
         flags = tuple(Flag(exprs[f"flag{n}"], f.points) for n, f in enumerate(seg.flags))
         rule, exclude = exprs.get("rule"), exprs.get("exclude")
         segments[name] = SegmentDef(
@@ -332,7 +348,8 @@ def _project(config: models.Config, parsed: dict[str, object], graph: dict[Node,
         )
     scores = {
         name: ScoreDef(
-            name, tuple(PointsDef(p.event, p.points, points.get((name, n))) for n, p in enumerate(s.points)),
+            name,
+            tuple(PointsDef(p.event, p.points, parsed.points.get((name, n))) for n, p in enumerate(s.points)),
             _ms(s.half_life), _ms(s.window), s.cap, tuple(sorted(s.tiers.items(), key=lambda t: t[1])),
         )
         for name, s in config.scores.items()
@@ -352,9 +369,8 @@ def _project(config: models.Config, parsed: dict[str, object], graph: dict[Node,
         attributes={k: TYPES[v] for k, v in config.attributes.items()},
         date_attributes=frozenset(k for k, v in config.attributes.items() if v == "date"),
         events={k: {p: TYPES[t] for p, t in e.properties.items()} for k, e in config.events.items()},
-        event_excludes=parsed["excludes"],  # type: ignore[arg-type]
-        traits=traits, scores=scores, rfm=rfm, segments=segments, groups=groups,
-        fields=parsed["fields"],  # type: ignore[arg-type]
+        event_excludes=_present(parsed.excludes), traits=traits, scores=scores, rfm=rfm,
+        segments=segments, groups=groups, fields=_present(parsed.fields),
     )
 
 

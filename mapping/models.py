@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mapping.destinations import AuditConfig, DestinationsConfig
 from mapping.errors import ConfigError
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -142,6 +143,11 @@ class HubSpotSource(Model):
     properties: list[str] = Field(default_factory=list)
     email_events: bool = True
     unified_events: bool = False
+    attributes: dict[Name, str] = Field(
+        default_factory=dict,
+        description='segsync attribute -> HubSpot contact property, e.g. lifecycle_stage = '
+        '"lifecyclestage"; a declared attribute not listed reads the property of its own name',
+    )
 
 
 class KlaviyoSource(Model):
@@ -149,6 +155,12 @@ class KlaviyoSource(Model):
     api_key: str = Field("env:KLAVIYO_API_KEY", description='"env:NAME"')
     base_url: str = Field("https://a.klaviyo.com", description="the sandbox URL in tests")
     metrics: list[str] = Field(default_factory=list, description="metric names to pull")
+    attributes: dict[Name, str] = Field(
+        default_factory=dict,
+        description='segsync attribute -> profile field: a standard or location field '
+        '("first_name", "city") or a custom property ("properties.plan" or "plan"); a declared '
+        "attribute not listed reads the field of its own name",
+    )
 
 
 class SourcesConfig(Model):
@@ -180,6 +192,11 @@ class Config(Model):
         default_factory=dict, description="computed output values: name -> expression"
     )
     sources: SourcesConfig = Field(default_factory=lambda: SourcesConfig())
+    destinations: DestinationsConfig = Field(
+        default_factory=lambda: DestinationsConfig(),
+        description="what each destination receives (mapping.destinations)",
+    )
+    audit: AuditConfig = Field(default_factory=lambda: AuditConfig())
 
 
 _DUR = re.compile(DURATION_RE)

@@ -15,17 +15,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from mapping.errors import InputError, Problem
 from mapping.project import Project
 from sync.import_files import Format, Row, RowSource, detect_format, did_you_mean
 from sync.import_values import number, parse_instant, typed_value
 from sync.store import repo, schema
+from sync.store.errors import StoreError
 from sync.store.tx import begin_write
 
 BATCH = 10_000
@@ -162,6 +165,12 @@ def import_contacts(
     *, now: Callable[[], int] = _now_ms,
 ) -> ImportReport:
     """Merge the contacts of ``path`` into the store (see the module docstring)."""
+    with _store_errors(path):
+        return _import_contacts(engine, project, path, fmt, now)
+
+
+def _import_contacts(engine: Engine, project: Project, path: Path, fmt: str | None,
+                     now: Callable[[], int]) -> ImportReport:
     kind: Format = detect_format(path, fmt)
     tally = _Tally()
     with RowSource(path, kind) as source:
@@ -313,6 +322,12 @@ def import_events(
 ) -> ImportReport:
     """Add the events of ``path`` to the store (see the module docstring). Events of contacts
     not in the store yet create those contacts (with no attributes)."""
+    with _store_errors(path):
+        return _import_events(engine, project, path, fmt, source_name, now)
+
+
+def _import_events(engine: Engine, project: Project, path: Path, fmt: str | None,
+                   source_name: str, now: Callable[[], int]) -> ImportReport:
     kind: Format = detect_format(path, fmt)
     tally = _Tally()
     match_first = project.config.identity.match
@@ -338,6 +353,16 @@ def import_events(
 
 
 # ------------------------------------------------------------------------------- shared
+
+
+@contextmanager
+def _store_errors(path: Path) -> Iterator[None]:
+    """A database error during an import: the transaction was rolled back."""
+    try:
+        yield
+    except DBAPIError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise StoreError(f"{path}: the store refused the import, nothing was stored: {reason}") from e
 
 
 def _batches(source: RowSource, tally: _Tally) -> Iterator[list[tuple[int, Row]]]:

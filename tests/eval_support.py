@@ -60,5 +60,16 @@ def load(engine: Engine, project: Project | Iterable[str], contacts: dict[str, d
     return ids
 
 
+def add_events(engine: Engine, ids: dict[str, int], events: Sequence[Ev], as_of: int = AS_OF) -> None:
+    """Add events of contacts already loaded (``ids`` from :func:`load`)."""
+    with engine.begin() as conn:
+        known = dict(conn.execute(select(schema.event_types.c.name, schema.event_types.c.id)).all())
+        start = len(conn.execute(select(schema.events.c.id)).all())
+        conn.execute(insert(schema.events), [
+            {"contact_id": ids[e.contact], "type_id": known[e.type], "ts": as_of - e.ago, "value": e.value,
+             "properties": e.props or None, "source": "test", "source_event_id": f"add{start + i}"}
+            for i, e in enumerate(events)])
+
+
 def members(result: Any, segment: str) -> set[str]:
     return {r.key for r in result.results if segment in r.segments}

@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from mapping.config import load_project
 from sync.cli import main
+from sync.cli.engine_cmds import find_contact
 from sync.evaluate import evaluate
 from sync.import_values import parse_instant
+from sync.store import schema
 from sync.store.db import open_project_store
+from sync.store.migrations import CURRENT_VERSION
 from tests.store_support import counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,9 +191,28 @@ def test_segments_sizes_match_evaluate(sample: Path, capsys: pytest.CaptureFixtu
     assert code == 0 and "engagement_spike" in out and f"segments as of {AS_OF}" in out
 
 
-@pytest.mark.parametrize("key", ["customer005@example.com", " Customer005@Example.com ", "C00005"])
-def test_explain_by_email_or_external_id(key: str, sample: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("key", "want"),
+    [("customer005@example.com", "customer005@example.com"),
+     (" Customer005@Example.com ", "customer005@example.com"),
+     ("C00005", "customer005@example.com"),
+     ("C00040", None)],  # no email: found by external id
+)
+def test_explain_finds_the_contact_by_email_or_external_id(key: str, want: str | None,
+                                                           sample: Path) -> None:
+    project = load_project(sample)
+    engine = open_project_store(project)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(schema.contacts.c.email, schema.contacts.c.external_id)
+                               .where(schema.contacts.c.id == find_contact(engine, key))).one()
+    finally:
+        engine.dispose()
+    assert row.email == want and (want is not None or row.external_id == key)
+
+
+def test_explain(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = " Customer005@Example.com "
     code, out, _ = run(capsys, "--config", str(sample), "explain", key, "--as-of", AS_OF, "--json")
     assert code == 0
     explanation = json.loads(out)
@@ -223,3 +246,13 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert f"segments as of {AS_OF}" in out and "why is" in out
     assert (tmp_path / "demo" / "segsync.db").exists()
     assert (tmp_path / "demo" / "config.toml").read_text() == (ROOT / "config.example.toml").read_text()
+
+
+def test_a_store_newer_than_the_code_exits_1(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = open_project_store(load_project(small))
+    with engine.begin() as conn:
+        conn.execute(schema.schema_version.insert().values(version=CURRENT_VERSION + 1, applied_at=0))
+    engine.dispose()
+    code, out, err = run(capsys, "--config", str(small), "segments")
+    assert code == 1 and out == ""
+    assert f"has schema version {CURRENT_VERSION + 1}" in err and "upgrade segsync" in err

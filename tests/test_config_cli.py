@@ -85,3 +85,10 @@ def test_load_project_keeps_the_file_location(tmp_path: Path) -> None:
     path.write_text(GOOD, encoding="utf-8")
     project = load_project(path)
     assert project.path == path.resolve() and project.base_dir == tmp_path.resolve()
+
+
+def test_problems_are_printed_verbatim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "[events.opened]\n[segments.a]\nrule = 'count(\"[red]x[/red]\") > 1'\n"
+    code, _, err = run(tmp_path, text, capsys)
+    assert code == 2
+    assert "unknown event type '[red]x[/red]'" in err

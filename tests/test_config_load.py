@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mapping.config import load_project_text
 from mapping.errors import ConfigError
+from mapping.project import Project
 from mapping.rules import ast as r
 
 T = r.Type
@@ -28,7 +29,7 @@ exclude = "value > 5000"
 """
 
 
-def load(extra: str) -> object:
+def load(extra: str) -> Project:
     return load_project_text(BASE + textwrap.dedent(extra), "config.toml")
 
 
@@ -74,7 +75,6 @@ def test_a_valid_configuration_builds_the_project() -> None:
         [fields]
         tier = 'tier("engagement")'
     """)
-    assert isinstance(project, __import__("mapping.project").project.Project)
     assert list(project.segments) == ["loyal", "vip", "reengage"]  # dependencies first
     loyal = project.segments["loyal"]
     assert loyal.rule == r.And((
@@ -102,7 +102,7 @@ def test_a_valid_configuration_builds_the_project() -> None:
 def test_rule_hash_follows_the_canonical_text() -> None:
     def hash_of(rule: str, trait: str = 'count("opened")') -> str:
         extra = f"[traits]\nopens = '{trait}'\n[segments.s]\nrule = '{rule}'\n"
-        return load(extra).segments["s"].rule_hash  # type: ignore[attr-defined, no-any-return]
+        return load(extra).segments["s"].rule_hash
 
     same = hash_of('count("opened", within="24h") >= 1 and opens > 0')
     assert same == hash_of('count( "opened", within = "1d" ) >= 1 and (opens > 0)')
@@ -172,7 +172,8 @@ _LINES = [
     "kind = 'exclusive'", "segments = ['a', 'x']", "event = 'opened'", "points = 2", "where = 'url == 1'",
     "t = 'count(\"opened\")'", "x = 't + 1'", "token = 'abc'", "token = 'env:X'", "url = 'string'",
     "min_dwell = '1d'", "cooldown = '1x'", "tiers = { Low = 0 }", "a.b = 1", "'q k' = \"\\u00e9\\\"\"",
-    "rule = '''\nage >\n'''", "rule = \"\"\"\ncount(\\\"opened\\\",\n within=\\\"2d\\\") > 1\"\"\"", "= broken",
+    "rule = '''\nage >\n'''", "= broken",
+    "rule = \"\"\"\ncount(\\\"opened\\\",\n within=\\\"2d\\\") > 1\"\"\"",
 ]
 
 
@@ -187,5 +188,7 @@ def test_any_document_loads_or_raises_config_error(lines: list[str]) -> None:
 
 def test_a_password_in_the_store_url_is_refused() -> None:
     found = problems('[store]\nurl = "postgresql+psycopg://app:hunter2@db/segsync"\n')
-    assert found == ['config.toml:12:7 store.url: the store URL holds a password: give the whole URL as "env:NAME"']
+    assert found == [
+        'config.toml:12:7 store.url: the store URL holds a password: give the whole URL as "env:NAME"'
+    ]
     assert load('[store]\nurl = "postgresql+psycopg://app@db/segsync"\n')

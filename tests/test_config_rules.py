@@ -128,3 +128,13 @@ def test_a_leaf_that_is_not_a_string() -> None:
     assert problems("[segments.a]\nrule = { any = ['age > 1', 3] }\n") == [
         "config.toml:12:28 segments.a.rule.any[1]: expected a rule string or an {all/any/not = ...} table"
     ]
+
+
+def test_two_groups_cannot_write_the_same_output_field() -> None:
+    extra = ("[segments.a]\nrule = 'age > 1'\n"
+             "[groups.g1]\nkind = 'exclusive'\nsegments = ['a']\nfield = 'out'\n"
+             "[groups.g2]\nkind = 'lifecycle'\nsegments = ['a']\nfield = 'out'\n")
+    assert problems(extra) == [
+        "config.toml:17:1 groups.g2: group 'g2' writes output field 'out', which group 'g1' also writes "
+        '(set field = "..." to another name)'
+    ]

@@ -19,11 +19,11 @@ from mapping.models import Config
 from mapping.project import Project, SegmentDef
 from mapping.rules import ast as r
 from sync.evaluate import evaluate
-from tests.eval_support import AS_OF, D, H, Ev, clear, load
+from tests.eval_support import AS_OF, D, Ev, H, clear, load
 
 T = r.Type
 EXCLUDE_ABOVE = 90
-PROJECT_BASE = dict(
+PROJECT_BASE: dict[str, Any] = dict(
     config=Config(), path=None, base_dir=None,
     attributes={"s": T.STRING, "n": T.NUMBER, "d": T.DATETIME, "b": T.BOOL, "tags": T.LIST},
     date_attributes=frozenset(),
@@ -159,13 +159,15 @@ class Ref:
         if a.func in ("first", "last"):
             ts = [_ms(e.when) for e in got]
             return (min if a.func == "first" else max)(ts) if ts else None
-        xs = [e.props.get(a.of.name) if isinstance(a.of, r.Prop) else e.value for e in got]
-        xs = [x for x in xs if x is not None]
+        raw = [e.props.get(a.of.name) if isinstance(a.of, r.Prop) else e.value for e in got]
+        xs: list[float] = [x for x in raw if x is not None]
         if a.func == "distinct":
             return len(set(xs))
         if not xs:
             return None
-        return {"sum": sum, "min": min, "max": max, "avg": lambda v: sum(v) / len(v)}[a.func](xs)
+        if a.func == "avg":
+            return sum(xs) / len(xs)
+        return {"sum": sum(xs), "min": min(xs), "max": max(xs)}[a.func]
 
     def sequence(self, s: r.Sequence, evs: list[Event]) -> bool:
         firsts = self.events(evs, s.first, s.window, None)
@@ -184,9 +186,11 @@ class Ref:
         bucket = math.floor(k.n * lower / len(population)) + 1
         return bucket - 1 if k.kind == "percentile" else bucket
 
-    def value(self, x: r.Expr, attrs: dict[str, Any], evs: list[Event],  # noqa: C901
+    def value(self, x: r.Expr, attrs: dict[str, Any], evs: list[Event],
               ev: Event | None = None) -> Any:
-        v = lambda e: self.value(e, attrs, evs, ev)  # noqa: E731
+        def v(e: r.Expr) -> Any:
+            return self.value(e, attrs, evs, ev)
+
         if isinstance(x, r.Literal_):
             return x.value
         if isinstance(x, r.Attr):
@@ -254,8 +258,7 @@ class Ref:
 
 
 def _project(rule: r.Expr, field: r.Expr) -> Project:
-    return Project(**PROJECT_BASE, segments={"s": SegmentDef("s", rule)},  # type: ignore[arg-type]
-                   fields={"f": field, "r": rule})
+    return Project(**PROJECT_BASE, segments={"s": SegmentDef("s", rule)}, fields={"f": field, "r": rule})
 
 
 def _load(engine: Engine, people: list[tuple[dict[str, Any], list[Event]]]) -> dict[str, int]:
@@ -283,18 +286,27 @@ def test_compiled_sql_agrees_with_the_reference(eval_engine_module: Engine, peop
     want = {f"c{i}" for i, (attrs, evs) in enumerate(people) if ref.value(rule, attrs, evs) is True}
     assert {c.key for c in full.results if "s" in c.segments} == want
     for c in full.results:
-        attrs, evs = people[int(c.key[1:])]
+        attrs, evs = people[int(str(c.key)[1:])]
         assert _close(c.fields["f"], ref.value(field, attrs, evs)), (c.key, c.fields)
         assert c.fields["r"] is ref.value(rule, attrs, evs), (c.key, c.fields)  # unknown stays None
     subset = evaluate(eval_engine_module, project, AS_OF, contact_ids=list(ids.values()), persist=False)
     assert subset.results == full.results
 
 
-@pytest.mark.parametrize("offset, inside", [(24 * H, False), (24 * H - 1, True), (0, True), (-1, False)])
-def test_window_edges(eval_engine: Engine, offset: int, inside: bool) -> None:
-    people = [({}, [Event("b", datetime.fromtimestamp((AS_OF - offset) / 1000, ZONES[3]), 1.0, {})])]
-    rule = r.Agg("exists", "b", window=r.Window("within", 24 * H))
-    _load(eval_engine, people)
-    result = evaluate(eval_engine, _project(rule, r.Agg("count", "b")), AS_OF, persist=False)
-    assert ("s" in result.results[0].segments) is inside
-    assert result.results[0].fields["f"] == (0 if offset < 0 else 1)
+@pytest.mark.parametrize("offset", [-1, 0, 1, 24 * H - 1, 24 * H, 24 * H + 1, 7 * D - 1, 7 * D, 7 * D + 1])
+@pytest.mark.parametrize("zone", [ZONES[0], ZONES[3], ZONES[5]])
+def test_window_edges(eval_engine: Engine, offset: int, zone: timezone) -> None:
+    """Windows are half-open: (as_of - T, as_of]; between (A, B) is (as_of - A, as_of - B]."""
+    when = datetime.fromtimestamp(0, UTC).astimezone(zone) + timedelta(milliseconds=AS_OF - offset)
+    _load(eval_engine, [({}, [Event("b", when, 1.0, {})])])
+    day, week = r.Window("within", 24 * H), r.Window("within", 7 * D)
+    fields: dict[str, r.Expr] = {
+        "day": r.Agg("count", "b", window=day), "week": r.Agg("count", "b", window=week),
+        "between": r.Agg("count", "b", window=r.Window("between", 7 * D, 24 * H)), "last": r.Agg("last", "b")}
+    segments = {"s": SegmentDef("s", r.Agg("exists", "b", window=day))}
+    project = Project(**PROJECT_BASE, segments=segments, fields=fields)
+    got = evaluate(eval_engine, project, AS_OF, persist=False).results[0]
+    assert got.fields == {"day": int(0 <= offset < 24 * H), "week": int(0 <= offset < 7 * D),
+                          "between": int(24 * H <= offset < 7 * D),
+                          "last": AS_OF - offset if offset >= 0 else None}
+    assert ("s" in got.segments) is (0 <= offset < 24 * H)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from mapping.config import load_project
 from mapping.project import Project
 from sync.evaluate import evaluate
-from tests.eval_support import AS_OF, D, H, MIN, Ev, load, members
+from tests.eval_support import AS_OF, MIN, D, Ev, H, load, members
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 

@@ -3,7 +3,9 @@ per-row problems, file-level errors and atomicity."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,9 @@ from sqlalchemy import Engine, select
 
 from mapping.errors import InputError
 from sync import importer
-from sync.store import repo, schema
+from sync.store import db, repo, schema
 from sync.store.db import open_store
+from sync.store.errors import StoreError
 from tests.store_support import counts, make_project, store_url
 
 __all__ = ["store_url"]
@@ -229,4 +232,29 @@ def test_an_import_is_recorded_as_a_run(tmp_path: Path) -> None:
         run = conn.execute(select(schema.runs)).one()
     assert (run.kind, run.status, run.started_at) == ("import", "partial", 5)
     assert run.summary["inserted"] == 2 and run.summary["rejected"] == 1
+    engine.dispose()
+
+
+def test_a_locked_store_is_a_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    engine = open_store("sqlite:///s.db", tmp_path)
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(StoreError, match="the store refused the import, nothing was stored: "
+                                             "database is locked"):
+            importer.import_events(engine, make_project(tmp_path), _write(tmp_path / "e.jsonl", JSONL))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert counts(engine)["events"] == 0
+    engine.dispose()
+
+
+def test_gzipped_files(tmp_path: Path) -> None:
+    engine = open_store("sqlite:///s.db", tmp_path)
+    path = tmp_path / "e.jsonl.gz"
+    path.write_bytes(gzip.compress(JSONL.encode()))
+    report = importer.import_events(engine, make_project(tmp_path), path)
+    assert (report.inserted, report.rejected) == (2, 0)
     engine.dispose()

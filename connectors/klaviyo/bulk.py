@@ -2,6 +2,9 @@
 
 A `ProfileWrite` is everything one apply asks of one profile: properties to set and
 properties to unset (``meta.patch_properties.unset``); the last change of a property wins.
+A target named like one of Klaviyo's own profile fields (`PROFILE_FIELDS`: ``email``,
+``first_name``, ...) is written as that field (``attributes.<field>``; unset = ``null``,
+which clears it), any other target as a custom property.
 
 Bulk import (``POST /api/profile-bulk-import-jobs``): rows are packed greedily into jobs of
 at most ``max_job_profiles`` rows and ``max_job_bytes`` bytes of JSON (a row over
@@ -30,10 +33,13 @@ from connectors.errors import (
     RetryableError,
 )
 from connectors.klaviyo.calls import KlaviyoCalls, KlaviyoOptions
+from connectors.klaviyo.convert import IDENTIFIER_FIELDS, STANDARD_FIELDS
 from connectors.klaviyo.wire import PROVIDER, document, index_in_pointer, resources, string_field
 from connectors.records import JsonValue
 
-__all__ = ["ProfileWrite", "import_profiles", "patch_profile"]
+__all__ = ["PROFILE_FIELDS", "ProfileWrite", "import_profiles", "patch_profile"]
+
+PROFILE_FIELDS = frozenset(STANDARD_FIELDS) | frozenset(IDENTIFIER_FIELDS)
 
 Outcome = ConnectorError | None  # None = applied
 _ENVELOPE = 512  # bytes of the job document around its rows
@@ -55,11 +61,15 @@ class ProfileWrite:
         self.unsets[name] = None
 
     def resource(self) -> dict[str, Any]:
-        res: dict[str, Any] = {"type": "profile", "id": self.record_id, "attributes": {}}
-        if self.sets:
-            res["attributes"]["properties"] = dict(self.sets)
-        if self.unsets:
-            res["meta"] = {"patch_properties": {"unset": list(self.unsets)}}
+        attrs: dict[str, Any] = {k: v for k, v in self.sets.items() if k in PROFILE_FIELDS}
+        attrs.update((k, None) for k in self.unsets if k in PROFILE_FIELDS)
+        custom = {k: v for k, v in self.sets.items() if k not in PROFILE_FIELDS}
+        unset = [k for k in self.unsets if k not in PROFILE_FIELDS]
+        if custom:
+            attrs["properties"] = custom
+        res: dict[str, Any] = {"type": "profile", "id": self.record_id, "attributes": attrs}
+        if unset:
+            res["meta"] = {"patch_properties": {"unset": unset}}
         return res
 
 
@@ -99,7 +109,11 @@ def _pack(writes: Sequence[ProfileWrite], opts: KlaviyoOptions, out: list[Outcom
             out[i] = RecordRejected(PROVIDER, write.record_id, f"profile payload is {n} bytes; "
                                     f"bulk import accepts at most {opts.max_profile_bytes}")  # fmt: skip
             continue
-        if not jobs or len(jobs[-1].rows) >= opts.max_job_profiles or size + n > opts.max_job_bytes - _ENVELOPE:
+        if (
+            not jobs
+            or len(jobs[-1].rows) >= opts.max_job_profiles
+            or size + n > opts.max_job_bytes - _ENVELOPE
+        ):
             jobs.append(_Job([]))
             size = 0
         jobs[-1].rows.append(i)
@@ -161,8 +175,8 @@ def _await(
                     raise
                 if isinstance(e, RetryableError):
                     break  # poll again after the next wait
-                _all(job, out, RetryableError(PROVIDER, e.status, e.request_id,
-                                              f"status of import job {job.id} unknown: {e.message}"))  # fmt: skip
+                why = f"status of import job {job.id} unknown: {e.message}"
+                _all(job, out, RetryableError(PROVIDER, e.status, e.request_id, why))
                 pending.pop(0)
                 continue
             if status in ("queued", "processing"):
@@ -174,8 +188,8 @@ def _await(
                 _map_errors(calls, writes, job, out)
         if pending and clock() >= deadline:
             for job in pending:
-                _all(job, out, RetryableError(PROVIDER, None, None,
-                                              f"import job {job.id} still running after {opts.job_timeout:g}s"))  # fmt: skip
+                why = f"import job {job.id} still running after {opts.job_timeout:g}s"
+                _all(job, out, RetryableError(PROVIDER, None, None, why))
             return
 
 
@@ -198,7 +212,9 @@ def _map_errors(calls: KlaviyoCalls, writes: Sequence[ProfileWrite], job: _Job, 
     op = "get_errors_for_bulk_import_profiles_job"
 
     def fetch(cursor: str | None) -> dict[str, Any]:
-        body = calls.profiles.get_errors_for_bulk_import_profiles_job(job.id, page_size=100, page_cursor=cursor)
+        body = calls.profiles.get_errors_for_bulk_import_profiles_job(
+            job.id, page_size=100, page_cursor=cursor
+        )
         resources(body, op)
         return body  # type: ignore[no-any-return]
 
@@ -216,7 +232,9 @@ def _map_errors(calls: KlaviyoCalls, writes: Sequence[ProfileWrite], job: _Job, 
             i = job.rows[k]
             code = attrs.get("code")
             reason = f"{code}: {detail}" if code else detail
-            out[i] = RecordRejected(PROVIDER, writes[i].record_id, f"{reason} (at {pointer}, import job {job.id})")
+            out[i] = RecordRejected(
+                PROVIDER, writes[i].record_id, f"{reason} (at {pointer}, import job {job.id})"
+            )
             placed.add(i)
     if unplaced:
         error = RetryableError(PROVIDER, None, None, f"import job {job.id} reported {len(unplaced)} error(s) "

@@ -62,6 +62,7 @@ class KlaviyoOptions:
     max_job_bytes: int = 5_000_000  # [SPEC] "5MB"; counted in decimal bytes to be safe
     max_profile_bytes: int = 100_000  # [SPEC] "100KB" per profile
     list_chunk: int = 1000  # [SPEC] profile ids per add/remove call
+    push_workers: int = 4  # list membership calls in flight at once (the budget paces them)
     event_bulk_threshold: int = 10  # events per apply from which bulk_create_events is used
     max_bulk_events: int = 1000  # [SPEC] per bulk_create_events request
     job_poll_initial: float = 0.25  # seconds before the first job status poll
@@ -75,8 +76,11 @@ class KlaviyoOptions:
             raise ValueError("list_chunk and max_bulk_events must be within 1..1000")
         if not 1 <= self.max_job_profiles <= 10_000 or self.bulk_threshold < 1:
             raise ValueError("max_job_profiles must be within 1..10000, bulk_threshold >= 1")
-        if min(self.profile_overlap_ms, self.event_overlap_ms) < 0 or self.pull_workers < 1:
-            raise ValueError("overlaps must be >= 0 and pull_workers >= 1")
+        if (
+            min(self.profile_overlap_ms, self.event_overlap_ms) < 0
+            or min(self.pull_workers, self.push_workers) < 1
+        ):
+            raise ValueError("overlaps must be >= 0, pull_workers and push_workers >= 1")
 
 
 class KlaviyoCalls:

@@ -21,7 +21,7 @@ import difflib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -123,7 +123,7 @@ class _PageSize:
 
 def _metric_pages(
     calls: KlaviyoCalls, opts: KlaviyoOptions, ref: MetricRef, mark: Mark, size: _PageSize
-) -> Iterator[tuple[MetricRef, list[Event], Mark]]:
+) -> Generator[tuple[MetricRef, list[Event], Mark], None, None]:
     conds = [f'equals(metric_id,"{ref.id}")']
     since = mark.since(opts.event_overlap_ms)
     if since is not None:
@@ -161,15 +161,13 @@ def pull_events(
 ) -> Iterator[Page[Event]]:
     state = EventCursor.decode(cursor)
     size = _PageSize(opts.event_page_size)
-    streams = [
-        (lambda ref=ref: _metric_pages(calls, opts, ref, state.mark(ref.id), size)) for ref in refs
-    ]
+    streams = [(lambda ref=ref: _metric_pages(calls, opts, ref, state.mark(ref.id), size)) for ref in refs]
     for ref, events, mark in merged(streams, opts.pull_workers):
         state = state.with_mark(ref.id, mark)
         yield Page(events, state.encode())
 
 
-def merged(streams: Sequence[Callable[[], Iterator[T]]], workers: int) -> Iterator[T]:
+def merged(streams: Sequence[Callable[[], Generator[T, None, None]]], workers: int) -> Iterator[T]:
     """Items of every stream, each stream run on a worker thread, in arrival order.
 
     Items of one stream keep their order. The first exception of any stream stops the others
@@ -191,7 +189,7 @@ def merged(streams: Sequence[Callable[[], Iterator[T]]], workers: int) -> Iterat
                 continue
         return False
 
-    def run(stream: Callable[[], Iterator[T]]) -> None:
+    def run(stream: Callable[[], Generator[T, None, None]]) -> None:
         gen = stream()
         try:
             for item in gen:

@@ -6,7 +6,9 @@ may start a flow that reads the profile and its lists, so it goes last).
 - SET_FIELD / UNSET_FIELD are grouped per profile (`bulk.ProfileWrite`). Fewer than
   ``bulk_threshold`` profiles: one ``PATCH /api/profiles/{id}`` each; more: bulk import jobs.
 - LIST_ADD / LIST_REMOVE are grouped per (list, op) in order of first appearance and sent
-  ``list_chunk`` (1,000) ids per call. The target is a list name (resolved through the ids
+  ``list_chunk`` (1,000) ids per call, ``push_workers`` calls in flight (the rate budget
+  paces them; one call at a time cannot reach the endpoint's ceiling when a 1,000-id call
+  takes longer than the window allows per call). The target is a list name (resolved through the ids
   `ensure_schema` found, else looked up: the oldest list of that name) or a list id.
 - EVENT creates an event of metric ``target`` with properties ``value`` for the profile,
   ``unique_id`` = the change's idempotency key (Klaviyo drops repeats, so a resend after a
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from connectors.errors import ConnectorError, PermanentError, RecordRejected
@@ -171,6 +174,7 @@ def _lists(
         for positions in memberships.values():
             batch.settle(positions, e)
         return
+    work: list[Callable[[], None]] = []
     for (target, op), positions in memberships.items():
         list_id = ids[target]
         add = op is ChangeOp.LIST_ADD
@@ -181,14 +185,27 @@ def _lists(
             by_profile.setdefault(batch.changes[i].record_id, []).append(i)
         profiles = list(by_profile)
 
-        def send(chunk: list[str], method: Any = method, operation: str = operation, list_id: str = list_id) -> None:
+        def send(
+            chunk: list[str], method: Any = method, operation: str = operation, list_id: str = list_id
+        ) -> None:
             body = {"data": [{"type": "profile", "id": pid} for pid in chunk]}
             calls.call(operation, lambda: method(list_id, body), f"{operation} {list_id}")
 
         for start in range(0, len(profiles), opts.list_chunk):
             chunk = profiles[start : start + opts.list_chunk]
-            for pid, outcome in zip(chunk, isolate(chunk, send, r"^/data/(\d+)"), strict=True):
-                batch.settle(by_profile[pid], outcome)
+
+            def run(chunk: list[str] = chunk, send: Any = send, by_profile: Any = by_profile) -> None:
+                for pid, outcome in zip(chunk, isolate(chunk, send, r"^/data/(\d+)"), strict=True):
+                    batch.settle(by_profile[pid], outcome)
+
+            work.append(run)
+    if len(work) == 1 or opts.push_workers == 1:
+        for job in work:
+            job()
+        return
+    with ThreadPoolExecutor(max_workers=opts.push_workers, thread_name_prefix="klaviyo-push") as pool:
+        for future in [pool.submit(job) for job in work]:
+            future.result()
 
 
 def _event_attributes(change: Change) -> dict[str, Any]:
@@ -204,13 +221,22 @@ def _profile_ref(change: Change) -> dict[str, Any]:
     return {"data": {"type": "profile", "id": change.record_id, "attributes": {}}}
 
 
+def _create_event(calls: KlaviyoCalls, body: dict[str, Any]) -> None:
+    calls.call("create_event", lambda: calls.events.create_event(body))
+
+
 def _events(calls: KlaviyoCalls, opts: KlaviyoOptions, batch: _Batch, positions: list[int]) -> None:
     if len(positions) < opts.event_bulk_threshold:
         for i in positions:
             change = batch.changes[i]
-            body = {"data": {"type": "event", "attributes": {**_event_attributes(change), "profile": _profile_ref(change)}}}
+            body = {
+                "data": {
+                    "type": "event",
+                    "attributes": {**_event_attributes(change), "profile": _profile_ref(change)},
+                }
+            }
             try:
-                calls.call("create_event", lambda body=body: calls.events.create_event(body))
+                _create_event(calls, body)
                 batch.settle([i], None)
             except ConnectorError as e:
                 if fatal(e):
@@ -225,7 +251,9 @@ def _events(calls: KlaviyoCalls, opts: KlaviyoOptions, batch: _Batch, positions:
         return {"type": "event-bulk-create", "attributes": attrs}
 
     def send(chunk: list[dict[str, Any]]) -> None:
-        body = {"data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": chunk}}}}
+        body = {
+            "data": {"type": "event-bulk-create-job", "attributes": {"events-bulk-create": {"data": chunk}}}
+        }
         calls.call("bulk_create_events", lambda: calls.events.bulk_create_events(body))
 
     chunk: list[int] = []
@@ -249,5 +277,6 @@ def _send_events(
 ) -> None:
     entries = [entry(i) for i in chunk]
     split = frozenset({400, 404, 413, 422})  # an unknown profile id is a 404 naming no entry
-    for i, outcome in zip(chunk, isolate(entries, send, r"/events-bulk-create/data/(\d+)", split), strict=True):
+    outcomes = isolate(entries, send, r"/events-bulk-create/data/(\d+)", split)
+    for i, outcome in zip(chunk, outcomes, strict=True):
         batch.settle([i], outcome)

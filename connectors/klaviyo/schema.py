@@ -1,8 +1,9 @@
 """``ensure_schema`` for Klaviyo: lists by name; profile properties need nothing.
 
 Klaviyo profile properties are free-form (a PATCH creates them), so a `FieldSpec` creates
-nothing; a field named like one of Klaviyo's own profile fields is reported, because segsync
-writes custom ``properties`` only.
+nothing. A field named like one of Klaviyo's own profile fields is written to that field
+(`bulk.PROFILE_FIELDS`); one that must be text but is declared otherwise is reported, and
+``location``/``properties``/``created``/``updated`` cannot be written at all.
 
 Lists: Klaviyo lets several lists share a name (QUIRKS.md), so a name may resolve to many
 ids. The oldest (``created``, then id) is used and the others are reported as a problem;
@@ -19,13 +20,13 @@ from typing import Any
 
 from connectors.base import SchemaReport, SchemaSpec
 from connectors.errors import AmbiguousWrite, RetryableError
+from connectors.klaviyo.bulk import PROFILE_FIELDS
 from connectors.klaviyo.calls import KlaviyoCalls
-from connectors.klaviyo.convert import IDENTIFIER_FIELDS, STANDARD_FIELDS
 from connectors.klaviyo.wire import document, parse_instant, resources, string_field
 
-__all__ = ["find_lists", "ensure_schema"]
+__all__ = ["ensure_schema", "find_lists"]
 
-_RESERVED = set(STANDARD_FIELDS) | set(IDENTIFIER_FIELDS) | {"location", "properties", "created", "updated"}
+_RESERVED = ("location", "properties", "created", "updated", "id")
 _NAMES_PER_QUERY = 20  # names per any(name, [...]) filter, to keep URLs short
 
 
@@ -68,11 +69,12 @@ def _create(calls: KlaviyoCalls, name: str) -> str:
 
 
 def ensure_schema(calls: KlaviyoCalls, spec: SchemaSpec, dry_run: bool) -> SchemaReport:
-    problems = [
-        f"field {f.name!r} is a Klaviyo profile field; segsync writes custom properties only, "
-        f"so it would be written as properties.{f.name}"
+    problems = [f"field {f.name!r} names a Klaviyo profile member segsync cannot write"
+                for f in spec.fields if f.name in _RESERVED]  # fmt: skip
+    problems += [
+        f"field {f.name!r} is Klaviyo's own text field {f.name}; it cannot hold type {f.type}"
         for f in spec.fields
-        if f.name in _RESERVED
+        if f.name in PROFILE_FIELDS and f.type not in ("string", "enumeration")
     ]
     found = find_lists(calls, spec.lists)
     list_ids: dict[str, str] = {}

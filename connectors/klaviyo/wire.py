@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, Literal
 
 from connectors.errors import MalformedResponse, last_response_headers
 
@@ -29,7 +29,7 @@ __all__ = [
     "string_field",
 ]
 
-PROVIDER = "klaviyo"
+PROVIDER: Final[Literal["klaviyo"]] = "klaviyo"
 _POINTER = re.compile(r"\bat (/\S*)")
 
 

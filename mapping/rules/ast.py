@@ -48,7 +48,7 @@ class Literal_:
     ms (``"24h"`` in a duration position).
     """
 
-    value: str | int | float | bool | None | tuple[str | int | float, ...]
+    value: str | int | float | bool | tuple[str | int | float, ...] | None
     type: Type
 
 

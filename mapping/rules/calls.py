@@ -55,15 +55,13 @@ class ExprParser(Protocol):
     def fail(self, node: ast.AST | None, message: str, hint: str | None = None) -> None: ...
 
 
-
 def call(p: ExprParser, node: ast.Call, scope: Scope) -> r.Expr:
     if not isinstance(node.func, ast.Name):
         raise Fail(node, "only plain function calls are supported, e.g. count(\"opened\")")
     name = node.func.id
     if name not in FUNCTIONS:
         raise Fail(node, f"unknown function {name!r}", did_you_mean(name, FUNCTIONS))
-    if scope.event is not None and name in {*AGG_FUNCS, "sequence", "score", "tier", "segment",
-                                             "percentile", "ntile", *RFM_FUNCS}:
+    if scope.event is not None and name in _CONTACT_ONLY:
         raise Fail(node, f"{name}() cannot be used inside an event filter")
     if name in AGG_FUNCS:
         return aggregate(p, node, name, scope)
@@ -71,7 +69,9 @@ def call(p: ExprParser, node: ast.Call, scope: Scope) -> r.Expr:
         return sequence(p, node)
     return simple_calls(p, node, name, scope)
 
-def args(p: ExprParser, node: ast.Call, name: str, positional: list[str], required: int,
+
+def args(
+    node: ast.Call, name: str, positional: list[str], required: int,
     keywords: tuple[str, ...] = (),
 ) -> dict[str, ast.expr]:
     """Bind a call's arguments by name; reports arity and keyword problems."""
@@ -93,23 +93,27 @@ def args(p: ExprParser, node: ast.Call, name: str, positional: list[str], requir
         raise Fail(node, f"{name}() needs {', '.join(missing)}")
     return bound
 
-def string(p: ExprParser, node: ast.expr, what: str) -> str:
+
+def string(node: ast.expr, what: str) -> str:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     raise Fail(node, f"{what} must be a string literal")
 
+
 def duration(p: ExprParser, node: ast.expr, what: str = "a duration") -> int:
-    text = string(p, node, what)
+    text = string(node, what)
     try:
         return parse_duration(text)
     except ValueError as e:
         raise Fail(node, str(e)) from None
 
+
 def event_type(p: ExprParser, node: ast.expr) -> str:
-    name = string(p, node, 'the event type (e.g. "opened")')
+    name = string(node, 'the event type (e.g. "opened")')
     if name not in p.schema.events:
         p.fail(node, f"unknown event type {name!r}", did_you_mean(name, p.schema.events))
     return name
+
 
 def window(p: ExprParser, bound: dict[str, ast.expr], name: str) -> r.Window:
     within, between = bound.get("within"), bound.get("between")
@@ -130,11 +134,12 @@ def window(p: ExprParser, bound: dict[str, ast.expr], name: str) -> r.Window:
         return r.Window("between", older, newer)
     return r.ALL_TIME
 
+
 def aggregate(p: ExprParser, node: ast.Call, func: r.AggFunc, scope: Scope) -> r.Expr:
     keywords = ("where", "within", "between") + (
         ("of",) if func not in ("count", "exists", "first", "last") else ()
     )
-    bound = args(p, node, func, ["event"], 1, keywords)
+    bound = args(node, func, ["event"], 1, keywords)
     event = event_type(p, bound["event"])
     of: r.Prop | r.EventField | None = None
     if "of" in bound:
@@ -144,8 +149,9 @@ def aggregate(p: ExprParser, node: ast.Call, func: r.AggFunc, scope: Scope) -> r
     where = filter_(p, bound.get("where"), event)
     return r.Agg(func, event, of, where, window(p, bound, func))
 
+
 def of_field(p: ExprParser, node: ast.expr, event: str) -> r.Prop | r.EventField:
-    name = string(p, node, "of=")
+    name = string(node, "of=")
     if name in EVENT_FIELDS:
         return r.EventField(name)  # type: ignore[arg-type]
     props = p.schema.events.get(event)
@@ -154,13 +160,15 @@ def of_field(p: ExprParser, node: ast.expr, event: str) -> r.Prop | r.EventField
                   did_you_mean(name, [*props, "value"]))
     return r.Prop(name)
 
+
 def filter_(p: ExprParser, node: ast.expr | None, event: str) -> r.Expr | None:
     if node is None:
         return None
     return p.expr(node, Scope(event, event in p.schema.events))
 
+
 def sequence(p: ExprParser, node: ast.Call) -> r.Expr:
-    bound = args(p,
+    bound = args(
         node, "sequence", ["event"], 1,
         ("not_followed_by", "gap", "within", "between", "where", "then_where", "latest"),
     )
@@ -192,17 +200,17 @@ def simple_calls(p: ExprParser, node: ast.Call, name: str, scope: Scope) -> r.Ex
         items = tuple(p.expr(a, scope) for a in node.args)
         return r.And(items) if name == "all" else r.Or(items)
     if name in RFM_FUNCS:
-        args(p, node, name, [], 0)
+        args(node, name, [], 0)
         if not schema.rfm:
             raise Fail(node, f"{name}() needs an [rfm] section in the configuration")
         return r.Rfm(RFM_FUNCS[name])  # type: ignore[arg-type]
     if name == "now":
-        args(p, node, name, [], 0)
+        args(node, name, [], 0)
         return r.Now()
     one = {"is_set", "is_not_set", "days_since", "percentile", "ago", "date", "datetime",
            "score", "tier", "segment"}
     if name in one:
-        arg = args(p, node, name, ["x"], 1)["x"]
+        arg = args(node, name, ["x"], 1)["x"]
         if name in ("is_set", "is_not_set"):
             return r.IsSet(p.expr(arg, scope), name == "is_not_set")
         if name == "days_since":
@@ -212,8 +220,8 @@ def simple_calls(p: ExprParser, node: ast.Call, name: str, scope: Scope) -> r.Ex
         if name == "ago":
             return r.Ago(duration(p, arg))
         if name in ("date", "datetime"):
-            return r.Literal_(instant(arg, string(p, arg, f"{name}()"), name == "date"), r.Type.DATETIME)
-        ref = string(p, arg, f"the {name} name")
+            return r.Literal_(instant(arg, string(arg, f"{name}()"), name == "date"), r.Type.DATETIME)
+        ref = string(arg, f"the {name} name")
         if name == "segment":
             if ref not in schema.segments:
                 p.fail(arg, f"unknown segment {ref!r}", did_you_mean(ref, schema.segments))
@@ -224,18 +232,18 @@ def simple_calls(p: ExprParser, node: ast.Call, name: str, scope: Scope) -> r.Ex
             p.fail(arg, f"score {ref!r} declares no tiers")
         return r.ScoreRef(ref) if name == "score" else r.TierRef(ref)
     if name == "ntile":
-        bound = args(p, node, name, ["x", "n"], 2)
+        bound = args(node, name, ["x", "n"], 2)
         n = bound["n"]
         if not (isinstance(n, ast.Constant) and type(n.value) is int and n.value >= 2):
             raise Fail(n, "ntile(x, n) needs a whole number n >= 2")
         return r.Rank("ntile", p.expr(bound["x"], scope), n.value)
     if name == "between":
-        b = args(p, node, name, ["x", "low", "high"], 3)
+        b = args(node, name, ["x", "low", "high"], 3)
         return r.Between(p.expr(b["x"], scope), p.expr(b["low"], scope), p.expr(b["high"], scope))
     if name == "coalesce":
-        b = args(p, node, name, ["x", "default"], 2)
+        b = args(node, name, ["x", "default"], 2)
         return r.Coalesce(p.expr(b["x"], scope), p.expr(b["default"], scope))
-    b = args(p, node, name, ["x", "s"], 2)  # contains / starts_with / ends_with
+    b = args(node, name, ["x", "s"], 2)  # contains / starts_with / ends_with
     return r.StrOp(name, p.expr(b["x"], scope), p.expr(b["s"], scope))  # type: ignore[arg-type]
 
 

@@ -27,9 +27,10 @@ class Schema:
     """The declared names a rule is checked against.
 
     ``events`` maps an event type to its property types. A type of None marks a declaration
-    whose type is wrong (reported elsewhere): the name exists, its type is unknown. ``scores`` maps a score to its tier
-    labels (empty when it has no tiers). ``traits`` maps a trait to its expression when known
-    (the checker infers a trait's type from it); the parser only needs the names.
+    whose type is wrong (reported elsewhere): the name exists, its type is unknown. ``scores``
+    maps a score to its tier labels (empty when it has no tiers). ``traits`` maps a trait to its
+    expression when known (the checker infers a trait's type from it); the parser only needs
+    the names.
     """
 
     attributes: Mapping[str, Type | None] = field(default_factory=dict)  # None: declared badly

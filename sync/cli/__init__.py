@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mapping.errors import SegsyncError
 
@@ -46,9 +47,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from sync.cli import config_cmds, engine_cmds, sandbox_cmds
+    from sync.cli import config_cmds, engine_cmds, pull_cmds, sandbox_cmds
 
-    for module in (config_cmds, engine_cmds, sandbox_cmds):
+    for module in (config_cmds, engine_cmds, sandbox_cmds, pull_cmds):
         module.register(app)
 
 
@@ -56,7 +57,7 @@ def report(error: SegsyncError) -> int:
     problems = getattr(error, "problems", None)
     lines = [str(p) for p in problems] if problems else [str(error) or type(error).__name__]
     for line in lines:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True)
     return error.exit_code
 
 

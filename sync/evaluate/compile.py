@@ -69,6 +69,10 @@ class Resolver(Protocol):
 
     def leaf(self, node: Leaf) -> Col: ...
 
+    def rank_compare(self, node: r.Rank, op: str, value: float) -> Col | None:
+        """``rank op value`` as a comparison of the ranked value with one cut-off (None: no
+        shortcut, compile the rank itself)."""
+
 
 def type_of(project: Project, node: r.Expr, event: str | None = None) -> r.Type:
     """The type of a (checked) expression; ``event`` is the event type of a filter."""
@@ -252,6 +256,13 @@ class ExprCompiler:
     def _compare(self, node: r.Compare) -> Col:
         if T.LIST in (self.type(node.left), self.type(node.right)):
             raise RuleError("lists cannot be compared; use contains(list, value)")
+        flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+        for rank, other, op in ((node.left, node.right, node.op), (node.right, node.left, flip[node.op])):
+            if (isinstance(rank, r.Rank) and isinstance(other, r.Literal_) and self.resolver is not None
+                    and isinstance(other.value, int | float) and not isinstance(other.value, bool)):
+                shortcut = self.resolver.rank_compare(rank, op, float(other.value))
+                if shortcut is not None:
+                    return shortcut
         left, right = self.sql(node.left), self.sql(node.right)
         ops: dict[str, Callable[[Col, Col], Col]] = {
             "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
@@ -268,7 +279,7 @@ class ExprCompiler:
         if not items:
             return true() if node.negate else false()
         lits = [self._literal(r.Literal_(v, self.type(node.expr))) for v in items]
-        return x.in_(lits) if node.negate else x.in_(lits)
+        return x.notin_(lits) if node.negate else x.in_(lits)
 
     def _strop(self, node: r.StrOp) -> Col:
         arg = self.sql(node.arg)

@@ -8,7 +8,7 @@ tables exist and the rank cut-offs are known, ``final`` mode compiles the real S
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import FromClause, literal_column
 
@@ -20,6 +20,8 @@ from sync.evaluate.ranks import (
     Cutoffs,
     RankSpec,
     RfmParts,
+    bucket_compare,
+    bucket_of,
     bucket_sql,
     rank_spec,
     rfm_score_sql,
@@ -27,7 +29,6 @@ from sync.evaluate.ranks import (
 )
 from sync.evaluate.scores import points_keys, score_sql, tier_sql
 from sync.evaluate.traits import TraitTables
-
 
 _PLACEHOLDER: Col = literal_column("NULL")  # what a leaf compiles to in collect mode
 
@@ -83,6 +84,20 @@ class LeafResolver:
         if collect:
             return _PLACEHOLDER
         return self.segment_sql(node.name)
+
+    def rank_compare(self, node: r.Rank, op: str, value: float) -> Col | None:
+        if self.mode == "collect":
+            return None
+        spec = rank_spec(node, lambda: self.compiler.sql(node.expr))
+        return bucket_compare(spec.build(), self.cutoffs[spec.key], node.n,
+                              -1 if node.kind == "percentile" else 0, op, value)
+
+    def rank_value(self, node: r.Rank) -> tuple[Col, Callable[[Any], int | None]]:
+        """The ranked value's SQL and the Python function that ranks it (for output values)."""
+        spec = rank_spec(node, lambda: self.compiler.sql(node.expr))
+        cut = self.cutoffs[spec.key]
+        offset = -1 if node.kind == "percentile" else 0
+        return spec.build(), lambda x: bucket_of(x, cut, node.n, offset)
 
     def _score(self, node: r.ScoreRef | r.TierRef) -> Col:
         score = self.project.scores[node.name]

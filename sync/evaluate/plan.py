@@ -28,7 +28,7 @@ from sync.evaluate.traits import TraitTables
 from sync.store.schema import contacts
 
 # Python skeleton nodes: ("atom", i) | ("seg", name) | ("and", [..]) | ("or", [..]) | ("not", n)
-# | ("eq", a, b, negate) | ("coalesce", a, b)
+# | ("eq", a, b, negate) | ("coalesce", a, b) | ("call", n, python function of n's value)
 PNode = tuple[Any, ...]
 
 
@@ -55,6 +55,8 @@ def peval(node: PNode, row: Any, final: dict[str, bool]) -> Any:
     if kind == "eq":
         a, b = peval(node[1], row, final), peval(node[2], row, final)
         return None if a is None or b is None else (a == b) != node[3]
+    if kind == "call":
+        return node[2](peval(node[1], row, final))
     a = peval(node[1], row, final)
     return peval(node[2], row, final) if a is None else a
 
@@ -158,6 +160,9 @@ class Plan:
 
     def split(self, expr: r.Expr) -> PNode:
         """A skeleton for ``expr``: one atom unless it references a stateful segment."""
+        if isinstance(expr, r.Rank) and self.resolver.mode == "final":
+            x, rank = self.resolver.rank_value(expr)
+            return ("call", self.atom(x, r.Type.NUMBER), rank)
         if not self._refs([expr]) & self.stateful:
             return self.atom(self.compiler.sql(expr), type_of(self.project, expr))
         if isinstance(expr, r.TraitRef):

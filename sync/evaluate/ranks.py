@@ -22,6 +22,7 @@ names the cell of R and FM = round-half-up((F + M) / 2) in :data:`RFM_SEGMENTS`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections.abc import Callable
@@ -29,17 +30,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Float,
     FromClause,
     Integer,
     String,
+    and_,
     case,
     cast,
     delete,
     func,
     insert,
     literal,
+    not_,
     null,
     select,
 )
@@ -133,6 +137,36 @@ def bucket_sql(x: Col, cut: Cutoffs, n: int, offset: int = 0) -> Col:
         return case((x > cut.values[mid], search(mid, hi)), else_=search(lo, mid - 1))
 
     return case((x.is_(None), cast(null(), Integer)), else_=search(1, n))
+
+
+def bucket_compare(x: Col, cut: Cutoffs, n: int, offset: int, op: str, value: float) -> Col:
+    """``ntile(x, n) + offset  op  value`` with one comparison of x (unknown when x is NULL)."""
+    if cut.population == 0:
+        return cast(null(), Boolean)
+
+    def at_least(k: int) -> Col:  # bucket >= k
+        if k <= 1:
+            return x == x  # true, or unknown when x is NULL
+        return x != x if k > n else x > cut.values[k]
+
+    v = value - offset
+    if op == ">=":
+        return at_least(math.ceil(v))
+    if op == ">":
+        return at_least(math.floor(v) + 1)
+    if op == "<=":
+        return not_(at_least(math.floor(v) + 1))
+    if op == "<":
+        return not_(at_least(math.ceil(v)))
+    equal = and_(at_least(int(v)), not_(at_least(int(v) + 1))) if v.is_integer() else x != x
+    return equal if op == "==" else not_(equal)
+
+
+def bucket_of(x: float | None, cut: Cutoffs, n: int, offset: int) -> int | None:
+    """The Python twin of :func:`bucket_sql` (for output values)."""
+    if x is None or cut.population == 0:
+        return None
+    return 1 + offset + bisect.bisect_left([cut.values[k] for k in range(2, n + 1)], float(x))
 
 
 def rank_spec(node: r.Rank, build: Callable[[], Col]) -> RankSpec:

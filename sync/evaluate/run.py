@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select
 
 from mapping.project import Project
 from sync.evaluate.compile import type_of
@@ -21,11 +21,15 @@ from sync.evaluate.plan import Plan, convert, number, peval
 from sync.evaluate.ranks import compute_cutoffs, load_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.state import ContactState, Decision, Writer, decide, load_states
-from sync.store.schema import contacts, event_types
+from sync.store.schema import contacts, event_types, rank_cutoffs
 from sync.store.tx import begin_write
 
 CHUNK = 20_000
 SUBSET_CHUNK = 500
+PREPARED_MAX = 8
+# (project id, store url) -> (project, fingerprint of event types and stored cut-offs, plan, query,
+# field converters): compiled subset plans, reused while the fingerprint holds
+_PREPARED: dict[tuple[int, str], tuple[Project, tuple[Any, ...], Plan, Any, dict[str, Any]]] = {}
 
 
 def ensure_math(conn: Connection) -> None:
@@ -47,11 +51,24 @@ class Evaluation:
                  ids: Sequence[int] | None, persist: bool,
                  extra: Callable[[Plan], None] | None = None) -> None:
         self.conn, self.project, self.as_of, self.ids, self.persist = conn, project, as_of_ms, ids, persist
+        self.offset = 3
+        self.temp: list[Table] = []
+        self.computed = False  # whether a subset evaluation had to compute rank cut-offs
         ensure_math(conn)
         type_ids = {name: tid for tid, name in conn.execute(select(event_types.c.id, event_types.c.name))}
+        cache_key = (id(project), conn.engine.url.render_as_string())
+        fingerprint: tuple[Any, ...] = ()
+        if ids is not None and extra is None:
+            c = rank_cutoffs.c
+            fingerprint = (sorted(type_ids.items()), conn.execute(
+                select(c.rank_key, func.max(c.computed_at), func.max(c.population), func.sum(c.cutoff))
+                .group_by(c.rank_key).order_by(c.rank_key)).all())
+            hit = _PREPARED.get(cache_key)
+            if hit is not None and hit[0] is project and hit[1] == fingerprint:
+                self.plan, self.query, self.field_conv = hit[2], hit[3], hit[4]
+                return
         self.plan = Plan(project, conn.dialect.name, type_ids)
         self.plan.compile()  # collect mode: registers trait columns and ranked expressions
-        self.temp: list[Table] = []
         traits = self.plan.traits
         if ids is None:
             self.temp = traits.materialise(conn, as_of_ms)
@@ -63,10 +80,13 @@ class Evaluation:
         if extra is not None:
             extra(self.plan)
         cols = [a.label(f"a{i}") for i, (a, _) in enumerate(self.plan.atoms)]
-        self.offset = 3
         self.query = (select(contacts.c.id, contacts.c.email, contacts.c.external_id, *cols)
                       .select_from(traits.joins(contacts)))
         self.field_conv = {name: convert(type_of(project, expr)) for name, expr in project.fields.items()}
+        if fingerprint and not self.computed:  # the real-time path reuses the compiled plan
+            _PREPARED[cache_key] = (project, fingerprint, self.plan, self.query, self.field_conv)
+            while len(_PREPARED) > PREPARED_MAX:
+                _PREPARED.pop(next(iter(_PREPARED)))
 
     def _cutoffs(self) -> None:
         resolver, traits = self.plan.resolver, self.plan.traits
@@ -75,6 +95,7 @@ class Evaluation:
             if cut is None:
                 if self.ids is not None:
                     traits.use_subqueries(False)
+                    self.computed = True
                 cut = compute_cutoffs(self.conn, traits.joins(contacts), spec.build(), spec.n, self.as_of)
                 if self.persist and self.ids is None:
                     store_cutoffs(self.conn, key, cut, self.as_of)

@@ -5,19 +5,22 @@ with ``w = 0.5 ** ((as_of - ts) / half_life)`` (1 without a half-life), over the
 the score's ``window`` (all time without one) that pass the rule's ``where`` and the event type's
 exclude filter. The decay is computed in SQL (``power``; on SQLite builds without math
 functions ``sync.evaluate.run`` registers a deterministic ``power``). A contact without
-matching events scores 0. ``tier(score)`` is the label of the highest lower bound <= the score,
-NULL below every bound.
+matching events scores 0. Scores are rounded to 6 decimals, so that every engine and
+every path (whose float sums may differ in the last bits) gives the same value.
+``tier(score)`` is the label of the highest lower bound <= the score, NULL below every bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Float, String, case, func, literal, null
+from sqlalchemy import Float, Numeric, String, case, cast, func, literal, null
 
 from mapping.project import ScoreDef
 from sync.evaluate.compile import Col
 from sync.evaluate.traits import PointsKey
+
+DECIMALS = 6  # scores are rounded: float sums differ in the last bits with the summation order
 
 
 def points_keys(score: ScoreDef) -> list[PointsKey]:
@@ -31,7 +34,9 @@ def score_sql(score: ScoreDef, points: Callable[[PointsKey], Col], dialect: str)
     if score.cap is not None:
         smaller = func.least if dialect == "postgresql" else func.min  # scalar min on SQLite
         total = smaller(total, literal(float(score.cap), Float))
-    return total
+    if dialect == "postgresql":
+        return cast(func.round(cast(total, Numeric), DECIMALS), Float)
+    return func.round(total, DECIMALS)
 
 
 def tier_sql(score: ScoreDef, value: Col) -> Col:

@@ -47,9 +47,16 @@ def _v2_identities_email_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_identities_email ON identities (email)"))
 
 
+def _v3_outbox_and_audit(conn: Connection) -> None:
+    # sync.outbox / sync.audit (the sync engineer's step)
+    schema.outbox.create(conn)
+    schema.audit_log.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the tables", _v1_create_tables),
     Migration(2, "index identities by email", _v2_identities_email_index),
+    Migration(3, "outbox and audit log", _v3_outbox_and_audit),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sync.store import schema
+from sync.store.errors import StoreError
 
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 _IN_CHUNK = 900  # bound parameters per IN list: well under SQLite's and PostgreSQL's limits
@@ -388,5 +389,7 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
     try:
         cursor.executemany(_INSERT_EVENTS[conn.dialect.name], params)
         return int(cursor.rowcount)
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise StoreError(f"the store refused the events: {e}") from e
     finally:
         cursor.close()

@@ -174,3 +174,59 @@ runs = Table(
     Column("status", String(16), nullable=False),  # running | ok | partial | error
     Column("summary", JSON, nullable=True),
 )
+
+# migration 3: the durable outbox of planned changes and the audit log (sync.outbox, sync.audit)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("destination", String(32), nullable=False),
+    Column("record_id", String(255), nullable=False),
+    Column("target", String(255), nullable=False),  # "field:<name>" | "list:<name>" | "event:..."
+    Column("op", String(16), nullable=False),
+    Column("value", JSON, nullable=True),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("contact_id", BigInteger, nullable=True),
+    Column("contact_key", String(320), nullable=True),
+    Column("old_value", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("segments", Text, nullable=True),  # ",a,b," (for audit filters)
+    Column("run_id", BigInteger, nullable=True),
+    Column("trigger", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | inflight | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("claim_token", String(64), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("destination", "record_id", "target", name="uq_outbox_target"),
+    Index("ix_outbox_claim", "destination", "status", "next_attempt_at"),
+    Index("ix_outbox_token", "claim_token"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    Column("trigger", String(32), nullable=False),
+    Column("contact_id", BigInteger, nullable=True),
+    Column("contact_key", String(320), nullable=True),
+    Column("destination", String(32), nullable=False),
+    Column("record_id", String(255), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("old_value", JSON, nullable=True),
+    Column("new_value", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("segments", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # applied | failed | dead | skipped
+    Column("attempts", Integer, nullable=False),
+    Column("request_id", String(128), nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_contact", "contact_key", "at"),
+)

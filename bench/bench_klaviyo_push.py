@@ -1,0 +1,259 @@
+"""Klaviyo connector benchmark against the sandbox (its own process, rate limits on).
+
+    python bench/bench_klaviyo_push.py                 # all three parts, print a summary
+    python bench/bench_klaviyo_push.py --record        # ... and append it to bench/RESULTS.md
+    python bench/bench_klaviyo_push.py --parts import,lists --events 200000
+
+1. **import**: 100,000 property changes on 100,000 distinct profiles through
+   ``KlaviyoConnector.apply`` (bulk import path). Target: at most ceil(N / 10,000) jobs.
+2. **lists**: list membership changes (``--list-profiles`` profiles x ``--lists`` lists, 1,000
+   ids per call) at the list endpoint's steady ceiling (150 calls / 60 s). The sandbox's
+   windows are scaled by ``--scale`` (0.1 = 6 s steady window, 0.1 s burst window), and the
+   connector's budget with them; the margin of the budget's sliding windows is scaled too.
+   Sustained rate = (calls - 150) x 1,000 ids / (last call - first call): the first steady
+   window's worth goes out as a burst, every later call waits for a slot. Target >= 95 %.
+3. **events**: ``pull_events`` of every metric, ~1M events, ``page[size]`` 1,000,
+   ``include=profile``, real (unscaled) windows: ceiling 3,500 calls/min x 1,000 = 58,333
+   events/s. The sandbox's own throughput on the same pages (a bare keep-alive client,
+   4 threads, no mapping) is measured too; targets: >= 90 % of the lower of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import multiprocessing as mp
+import os
+import platform
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.budget import RateBudget, WindowSpec, klaviyo_spec  # noqa: E402
+from connectors.klaviyo import KlaviyoConnector, KlaviyoOptions  # noqa: E402
+from connectors.records import Change, ChangeOp, PushStatus  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+HEADERS = {"revision": "2026-10-15", "Accept": "application/vnd.api+json"}
+
+
+def _serve(conn: Any, contacts: int, extra_profiles: int, events_per_contact: float) -> None:
+    from connectors.sandbox import generate, start_sandbox
+
+    dataset = generate(contacts, seed=3, events_per_contact=events_per_contact)
+    sb = start_sandbox(dataset=dataset, rate_limits=True)
+    state = sb.klaviyo.state
+    with state.lock:
+        ids = [state.create_profile({"email": f"bench{i}@example.com"}).id for i in range(extra_profiles)]
+        events = len(state.events)
+    conn.send({"url": sb.klaviyo_url, "key": sb.klaviyo_key, "ids": ids, "events": events})
+    while True:
+        msg = conn.recv()
+        if msg[0] == "scale":
+            requests.put(f"{sb.klaviyo_url}/_sandbox/rate-limits", json={"scale": msg[1]}, timeout=5)
+            conn.send("ok")
+        elif msg[0] == "log":
+            with sb.klaviyo.app.lock:
+                conn.send([(e.at, e.status) for e in sb.klaviyo.app.log if e.route == msg[1]])
+        elif msg[0] == "jobs":
+            with state.lock:
+                conn.send([(j.status, j.total, j.completed, j.failed) for j in state.jobs.values()])
+        else:
+            sb.stop()
+            conn.send("stopped")
+            return
+
+
+def _connector(info: dict[str, Any], budget: RateBudget, **opts: Any) -> KlaviyoConnector:
+    metrics = {"all": ["Received Email", "Opened Email", "Clicked Email", "Bounced Email", "Unsubscribed",
+                       "Viewed Product", "Added to Cart", "Placed Order"]}  # fmt: skip
+    return KlaviyoConnector(info["key"], info["url"], metrics=metrics, budget=budget,
+                            options=KlaviyoOptions(**opts))  # fmt: skip
+
+
+def bench_import(info: dict[str, Any], conn: Any, n: int) -> dict[str, Any]:
+    ids = info["ids"][:n]
+    changes = [Change("klaviyo", pid, ChangeOp.SET_FIELD, "segment", f"s{i % 7}") for i, pid in enumerate(ids)]
+    k = _connector(info, RateBudget(klaviyo_spec()), job_poll_max=1.0)
+    started = time.perf_counter()
+    results = k.apply(changes)
+    seconds = time.perf_counter() - started
+    conn.send(("jobs",))
+    jobs = conn.recv()
+    applied = sum(r.status is PushStatus.APPLIED for r in results)
+    return {"changes": len(changes), "applied": applied, "jobs": len(jobs), "target_jobs": math.ceil(n / 10_000),
+            "seconds": seconds, "calls": dict(k.calls.sent)}  # fmt: skip
+
+
+def bench_lists(info: dict[str, Any], conn: Any, profiles: int, lists: int, scale: float) -> dict[str, Any]:
+    conn.send(("scale", scale))
+    conn.recv()
+    base = klaviyo_spec(margin=0.1 * scale)
+    windows = {**base.windows, "list_members.burst": WindowSpec(10, 1.0 * scale),
+               "list_members.steady": WindowSpec(150, 60.0 * scale),
+               "lists_read.burst": WindowSpec(75, 1.0 * scale), "lists_read.steady": WindowSpec(750, 60.0 * scale),
+               "list_create.burst": WindowSpec(10, 1.0 * scale),
+               "list_create.steady": WindowSpec(150, 60.0 * scale)}  # fmt: skip
+    k = _connector(info, RateBudget(replace(base, windows=windows)))
+    names = [f"Bench {i}" for i in range(lists)]
+    from connectors.base import SchemaSpec
+
+    k.ensure_schema(SchemaSpec(lists=tuple(names)))
+    ids = info["ids"][:profiles]
+    changes = [Change("klaviyo", pid, ChangeOp.LIST_ADD, name) for name in names for pid in ids]
+    started = time.perf_counter()
+    results = k.apply(changes)
+    seconds = time.perf_counter() - started
+    conn.send(("log", "add_profiles_to_list"))
+    log = sorted(conn.recv())
+    ok = [at for at, status in log if status == 204]
+    throttled = sum(1 for _, status in log if status == 429)
+    ceiling = 150 * 1000 / (60.0 * scale)  # ids per second
+    sustained = (len(ok) - 150) * 1000 / (ok[-1] - ok[0]) if len(ok) > 150 else float("nan")
+    conn.send(("scale", 1.0))
+    conn.recv()
+    return {"changes": len(changes), "applied": sum(r.status is PushStatus.APPLIED for r in results),
+            "calls": len(log), "throttled": throttled, "seconds": seconds, "scale": scale,
+            "ceiling_ids_s": ceiling, "sustained_ids_s": sustained, "ratio": sustained / ceiling,
+            "overall_ids_s": len(changes) / seconds}  # fmt: skip
+
+
+def _raw_events(info: dict[str, Any], seconds: float, threads: int = 4) -> float:
+    """Events per second the sandbox serves to a bare keep-alive client (no mapping)."""
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+    url = f"{info['url']}/api/events"
+    headers = {**HEADERS, "Authorization": f"Klaviyo-API-Key {info['key']}"}
+
+    def worker(n: int) -> None:
+        with requests.Session() as s:
+            cursor = None
+            while time.perf_counter() < stop:
+                params = {"page[size]": "1000", "include": "profile", "sort": "datetime"}
+                if cursor:
+                    params["page[cursor]"] = cursor
+                r = s.get(url, params=params, headers=headers, timeout=30)
+                if r.status_code != 200:
+                    time.sleep(0.05)
+                    continue
+                doc = r.json()
+                counts[n] += len(doc["data"])
+                nxt = doc["links"].get("next")
+                cursor = nxt.split("page%5Bcursor%5D=")[1] if nxt else None
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    begun = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - begun)
+
+
+def bench_events(info: dict[str, Any], workers: int) -> dict[str, Any]:
+    k = _connector(info, RateBudget(klaviyo_spec()), pull_workers=workers)
+    started = time.perf_counter()
+    n = pages = 0
+    for page in k.pull_events(None):
+        n += len(page.records)
+        pages += 1
+    seconds = time.perf_counter() - started
+    raw = _raw_events(info, 15.0)
+    ceiling = 3500 * 1000 / 60
+    rate = n / seconds
+    return {"events": n, "sandbox_events": info["events"], "pages": pages, "seconds": seconds,
+            "rate": rate, "ceiling": ceiling, "sandbox_raw": raw, "of_ceiling": rate / ceiling,
+            "of_sandbox": rate / raw, "of_lower": rate / min(ceiling, raw), "workers": workers}  # fmt: skip
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return f"nproc {os.cpu_count()}, {mem:.1f} GiB RAM, {cpu}, Python {platform.python_version()} " \
+           f"({platform.system()} {platform.release()})"  # fmt: skip
+
+
+def report(res: dict[str, Any], command: str) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"## Klaviyo connector: bulk import, list membership, event pull — {now}", "",
+             f"- command: `{command}`", f"- machine: {machine()}",
+             "- sandbox in its own process (`start_sandbox`, rate limits on), connector through klaviyo-api"]  # fmt: skip
+    if "import" in res:
+        r = res["import"]
+        lines.append(
+            f"- bulk import: {r['changes']:,} property changes on distinct profiles -> **{r['jobs']} import jobs** "
+            f"(target <= {r['target_jobs']}), {r['applied']:,} applied, {r['seconds']:.1f} s incl. job "
+            f"processing; calls {r['calls']}"
+        )
+    if "lists" in res:
+        r = res["lists"]
+        lines.append(
+            f"- list membership: {r['changes']:,} adds in {r['calls']} calls (1,000 ids each), windows scaled "
+            f"x{r['scale']:g} (steady {60 * r['scale']:g} s): sustained **{r['sustained_ids_s']:,.0f} ids/s = "
+            f"{100 * r['ratio']:.1f} %** of the ceiling {r['ceiling_ids_s']:,.0f} ids/s (target >= 95 %); "
+            f"{r['throttled']} x 429; overall incl. first burst {r['overall_ids_s']:,.0f} ids/s, {r['seconds']:.1f} s"
+        )
+    if "events" in res:
+        r = res["events"]
+        lines.append(
+            f"- event pull: {r['events']:,} events ({r['pages']:,} pages, {r['workers']} metric streams) in "
+            f"{r['seconds']:.1f} s = **{r['rate']:,.0f} events/s**: {100 * r['of_ceiling']:.1f} % of the endpoint "
+            f"ceiling {r['ceiling']:,.0f}/s, {100 * r['of_sandbox']:.1f} % of the sandbox's own throughput "
+            f"{r['sandbox_raw']:,.0f}/s (bare client, 4 threads); target >= 90 % of the lower: "
+            f"**{100 * r['of_lower']:.1f} %**"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--parts", default="import,lists,events")
+    ap.add_argument("--changes", type=int, default=100_000)
+    ap.add_argument("--list-profiles", type=int, default=100_000)
+    ap.add_argument("--lists", type=int, default=5)
+    ap.add_argument("--scale", type=float, default=0.1)
+    ap.add_argument("--contacts", type=int, default=14_000, help="data set size (events: ~70 per contact)")
+    ap.add_argument("--workers", type=int, default=4)
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    parent, child = mp.Pipe()
+    extra = max(args.changes, args.list_profiles) if parts & {"import", "lists"} else 0
+    contacts = args.contacts if "events" in parts else 100
+    proc = mp.Process(target=_serve, args=(child, contacts, extra, 100.0 if "events" in parts else 1.0))
+    proc.start()
+    info = parent.recv()
+    res: dict[str, Any] = {}
+    try:
+        if "import" in parts:
+            res["import"] = bench_import(info, parent, args.changes)
+            print(res["import"], flush=True)
+        if "lists" in parts:
+            res["lists"] = bench_lists(info, parent, args.list_profiles, args.lists, args.scale)
+            print(res["lists"], flush=True)
+        if "events" in parts:
+            res["events"] = bench_events(info, args.workers)
+            print(res["events"], flush=True)
+    finally:
+        parent.send(("stop",))
+        parent.recv()
+        proc.join(10)
+    text = report(res, "python bench/bench_klaviyo_push.py " + " ".join(sys.argv[1:]))
+    print(text)
+    if args.record:
+        with RESULTS.open("a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
