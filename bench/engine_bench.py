@@ -181,6 +181,13 @@ def run_child(what: str, engine: str, args: argparse.Namespace) -> tuple[Measure
     return m, data
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def machine() -> dict[str, str]:
     import duckdb
     import psycopg
@@ -207,7 +214,7 @@ def machine() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": pg,
         "duckdb": duckdb.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
     }
 
 
@@ -237,7 +244,7 @@ def record(args: argparse.Namespace, measures: list[Measure], sizes: dict[str, A
     info = machine()
     cmd = "python -m bench.engine_bench " + " ".join(sys.argv[1:])
     lines = [
-        f"\n### Engine benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
+        f"\n## Engine: full evaluation vs hand-written SQL — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
         f"Command: `{cmd.strip()}`  ",
         f"Data: {args.contacts:,} contacts, layout `{args.layout}`"
         + (f", extra indexes `{args.variant}`" if args.variant else "")

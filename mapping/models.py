@@ -14,7 +14,7 @@ import os
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mapping.destinations import AuditConfig, DestinationsConfig
 from mapping.errors import ConfigError
@@ -174,6 +174,42 @@ class IdentityConfig(Model):
     )
 
 
+class ServiceConfig(Model):
+    """``[service]``: the HTTP service of ``segsync serve`` (sync.service)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8787, ge=0, le=65535, description="port to listen on (0: any free port)")
+    public_url: str | None = Field(
+        None, description="the base URL the providers call (scheme://host[:port]), when a "
+        "proxy sits in front: HubSpot signs the full URL it called")
+    hubspot_client_secret: str | None = Field(
+        None, description='"env:NAME": the HubSpot app\'s client secret (POST /webhooks/hubspot)')
+    hubspot_legacy_signatures: list[Literal["v1", "v2"]] = Field(
+        default_factory=list, description="also accept these legacy signature versions (no "
+        "timestamp, so no replay protection)")
+    klaviyo_webhook_secret: str | None = Field(
+        None, description='"env:NAME": the Klaviyo webhook secret_key (POST /webhooks/klaviyo)')
+    events_api_key: str | None = Field(
+        None, description='"env:NAME": the key POST /events requires (X-API-Key header)')
+    max_body_bytes: int = Field(5_000_000, ge=1024, description="larger requests get 413")
+    replay_window: Duration = Field("5m", description="older (signed) requests are refused")
+    max_future_skew: Duration = Field("30s", description="requests dated further ahead are refused")
+    worker_batch: int = Field(500, ge=1, description="inbox items applied per transaction")
+    inbox_retention: Duration = Field(
+        "7d", description="processed inbox items are kept this long (duplicates are recognised)")
+    forget_remote: list[Literal["hubspot", "klaviyo"]] = Field(
+        default_factory=list, description="on a privacy deletion or `segsync forget`, also "
+        "request deletion in these providers")
+
+    @field_validator("hubspot_client_secret", "klaviyo_webhook_secret", "events_api_key")
+    @classmethod
+    def _env_only(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError('secrets must be given as "env:NAME" (read from the environment), '
+                             "not inline")
+        return value
+
+
 class Config(Model):
     """A whole segsync configuration file."""
 
@@ -197,6 +233,9 @@ class Config(Model):
         description="what each destination receives (mapping.destinations)",
     )
     audit: AuditConfig = Field(default_factory=lambda: AuditConfig())
+    service: ServiceConfig = Field(
+        default_factory=lambda: ServiceConfig(), description="the HTTP service (segsync serve)"
+    )
 
 
 _DUR = re.compile(DURATION_RE)

@@ -409,23 +409,33 @@ def resolve_refs(conn: Connection, provider: str, refs: Sequence[ContactRef],
             found[n] = by_pid[ref.provider_id].contact_id
     wanted = sorted({e for n, e in enumerate(emails) if e and found[n] is None})
     by_email = _email_lookup(conn, provider, wanted)
-    created: dict[tuple[str, str], _Row] = {}
+    groups: dict[tuple[str, str], _Row] = {}  # ("p", id) / ("e", email) -> the contact to create
+    rows: list[_Row] = []
     for n, ref in enumerate(refs):
         email = emails[n]
         if found[n] is None and email is not None:
             found[n] = by_email.get(email)
-        if found[n] is None and (email or ref.provider_id):
-            key = ("e", email) if email else ("p", ref.provider_id or "")
-            if key not in created:
-                created[key] = _Row(None, email, None, {}, None)
-    rows = list(created.values())
+        if found[n] is not None:
+            continue
+        keys = [k for k in (("p", ref.provider_id or ""), ("e", email or "")) if k[1]]
+        if not keys:
+            continue  # no id and no valid email: unresolvable
+        row = next((groups[k] for k in keys if k in groups), None)
+        if row is None:
+            row = _Row(None, None, None, {}, None)
+            rows.append(row)
+        if email and row.email is None and ("e", email) not in groups:
+            row.email = email
+        for key in keys:
+            groups.setdefault(key, row)
     _insert_contacts(conn, rows, now_ms)
     links: dict[str, dict[str, Any]] = {}
     for n, ref in enumerate(refs):
         email = emails[n]
-        if found[n] is None and (email or ref.provider_id):
-            row = created[("e", email) if email else ("p", ref.provider_id or "")]
-            found[n] = row.id
+        if found[n] is None:
+            key = ("p", ref.provider_id) if ref.provider_id else ("e", email or "")
+            row = groups.get(key)
+            found[n] = row.id if row is not None else None
         if ref.provider_id and ref.provider_id not in by_pid and found[n] is not None:
             links.setdefault(ref.provider_id, {"provider_id": ref.provider_id,
                                                "contact_id": found[n], "email": email,

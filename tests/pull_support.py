@@ -78,13 +78,11 @@ class FakeConnector:
 
     def _pages(self, items: Sequence[Any], cursor: str | None) -> Iterator[Page[Any]]:
         start = max(0, int(json.loads(cursor)["n"]) - self.overlap) if cursor else 0
-        yielded = 0
-        for i in range(start, len(items), self.page_size):
+        for yielded, i in enumerate(range(start, len(items), self.page_size)):
             if self.fail_after is not None and yielded >= self.fail_after:
                 raise RetryableError(self.provider, 503, "req-1", "the fake is down")
             chunk = list(items[i : i + self.page_size])
             yield Page(chunk, json.dumps({"n": i + len(chunk)}))
-            yielded += 1
 
     def pull_contacts(self, cursor: str | None, *, full: bool = False) -> Iterator[Page[Contact]]:
         self.calls.append(("contacts", cursor, full))

@@ -90,11 +90,13 @@ def set_ltv(engine: Engine, ids: dict[str, int], email: str, ltv: float) -> None
             attributes={**attrs, "ltv": ltv}))
 
 
-def acked(engine: Engine) -> dict[tuple[str, str, str], JsonValue]:
+def acked(engine: Engine, events: bool = False) -> dict[tuple[str, str, str], JsonValue]:
+    """Acknowledged values (confirmed events too with ``events``)."""
     a = schema.acked_values
     with engine.connect() as conn:
         return {(r[0], r[1], r[2]): r[3] for r in conn.execute(
-            select(a.c.destination, a.c.record_id, a.c.target, a.c.value))}
+            select(a.c.destination, a.c.record_id, a.c.target, a.c.value))
+            if events or not r[2].startswith("event:")}
 
 
 def desired(engine: Engine) -> dict[tuple[str, str, str], JsonValue]:
@@ -150,11 +152,15 @@ class FakeConnector:
     def _apply(self, c: Change) -> None:
         if c.op is ChangeOp.EVENT:
             self.events.append(c)
-        elif c.op in (ChangeOp.SET_FIELD, ChangeOp.LIST_ADD):
-            self.state[(c.record_id, ("list:" if c.op is ChangeOp.LIST_ADD else "field:") + c.target)] = (
-                True if c.op is ChangeOp.LIST_ADD else c.value)
+            return
+        is_list = c.op in (ChangeOp.LIST_ADD, ChangeOp.LIST_REMOVE)
+        key = (c.record_id, ("list:" if is_list else "field:") + c.target)
+        if c.op is ChangeOp.SET_FIELD:
+            self.state[key] = c.value
+        elif c.op is ChangeOp.LIST_ADD:
+            self.state[key] = True
         else:
-            self.state.pop((c.record_id, ("list:" if c.op is ChangeOp.LIST_REMOVE else "field:") + c.target), None)
+            self.state.pop(key, None)
 
     @property
     def sent(self) -> list[Change]:

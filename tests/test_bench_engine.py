@@ -89,7 +89,8 @@ def _reference() -> dict[int, dict[str, Any]]:
         kept = (ty != 5) | orders
         recent = kept & (ts > a - 90 * DAY_MS)
         score = sum(
-            POINTS[int(t)] * 0.5 ** ((a - int(x)) / HALF_LIFE) for t, x in zip(ty[recent], ts[recent])
+            POINTS[int(t)] * 0.5 ** ((a - int(x)) / HALF_LIFE)
+            for t, x in zip(ty[recent], ts[recent], strict=True)
         )
         out[cid] = {
             "opens_7d": int(((ty == 1) & (ts > a - 7 * DAY_MS)).sum()),

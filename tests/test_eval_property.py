@@ -275,6 +275,7 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(people=people_st, rule=bools, field=nums)
 def test_compiled_sql_agrees_with_the_reference(eval_engine_module: Engine, people: Any, rule: r.Expr,

@@ -101,7 +101,8 @@ def test_match_order_decides_between_email_and_external_id(eval_engine: Engine, 
 @pytest.mark.parametrize("match", ["email", "external_id"])
 def test_first_key_wins_over_a_conflicting_second_key(eval_engine: Engine, match: str) -> None:
     """A record whose first key matches one contact and second key another joins the first."""
-    upsert(eval_engine, "klaviyo", rec("a", "ann@example.com", "cust-1"), rec("b", "bob@example.com", "cust-2"))
+    upsert(eval_engine, "klaviyo", rec("a", "ann@example.com", "cust-1"),
+           rec("b", "bob@example.com", "cust-2"))
     outcome = upsert(eval_engine, "hubspot", rec("9", "ann@example.com", "cust-2"), match=match)
     ids = identities(eval_engine)
     expected = ids[("klaviyo", "a" if match == "email" else "b")]["contact_id"]
@@ -197,5 +198,6 @@ def test_duplicate_records_of_one_email_in_a_page_are_one_contact(eval_engine: E
     outcome = upsert(eval_engine, "klaviyo", rec("a", "ann@example.com", city="Oslo"),
                      rec("b", " ANN@example.com", plan="pro"))
     rows = contacts_table(eval_engine)
-    assert [(r["email"], r["attributes"]) for r in rows] == [("ann@example.com", {"city": "Oslo", "plan": "pro"})]
+    assert [(r["email"], r["attributes"]) for r in rows] == [
+        ("ann@example.com", {"city": "Oslo", "plan": "pro"})]
     assert (outcome.new, outcome.linked) == (1, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -13,14 +14,16 @@ from connectors.errors import AuthError
 from connectors.records import Change, ChangeOp, PushResult
 from sync import audit, outbox
 from sync.evaluate import evaluate
-from sync.executor import push_pending
+from sync.executor import PushSummary, push_pending
+from sync.plan import Plan
 from sync.planning import plan_run
 from sync.store import schema
 from tests.conftest import _store
 from tests.eval_support import D
 from tests.sync_support import AS_OF, FakeConnector, acked, desired, populate, project, record_id, set_ltv
 
-PEOPLE = {"ann@x.com": {"ltv": 2000, "plan": "pro"}, "bob@x.com": {"ltv": 600}, "cy@x.com": {"ltv": 1}}
+PEOPLE: dict[str, dict[str, Any]] = {
+    "ann@x.com": {"ltv": 2000, "plan": "pro"}, "bob@x.com": {"ltv": 600}, "cy@x.com": {"ltv": 1}}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -32,26 +35,27 @@ def fakes() -> dict[str, FakeConnector]:
     return {"hubspot": FakeConnector("hubspot"), "klaviyo": FakeConnector("klaviyo")}
 
 
-def run(engine: Engine, conns: dict[str, FakeConnector], as_of: int = AS_OF, run_id: int = 1,
-        **kw: object) -> tuple[object, object]:
+def run(engine: Engine, conns: dict[str, FakeConnector], as_of: int = AS_OF,
+        run_id: int = 1) -> tuple[Plan, PushSummary]:
     proj = project()
     ev = evaluate(engine, proj, as_of)
-    plan = plan_run(engine, proj, ev, run_id=run_id, now_ms=as_of, **kw)  # type: ignore[arg-type]
-    summary = push_pending(engine, conns, run_id, clock=lambda: as_of)  # type: ignore[arg-type]
+    plan = plan_run(engine, proj, ev, run_id=run_id, now_ms=as_of)
+    summary = push_pending(engine, dict(conns), run_id, clock=lambda: as_of)
     return plan, summary
 
 
 def outbox_rows(engine: Engine) -> list[tuple[str, str, str, int]]:
     o = schema.outbox
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(o.c.record_id, o.c.target, o.c.status, o.c.attempts)
-                                               .order_by(o.c.record_id, o.c.target))]  # type: ignore[misc]
+        rows = conn.execute(select(o.c.record_id, o.c.target, o.c.status, o.c.attempts)
+                            .order_by(o.c.record_id, o.c.target))
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 def test_first_run_pushes_everything_and_second_run_plans_nothing(engine: Engine) -> None:
     populate(engine, project(), PEOPLE)
     conns = fakes()
-    plan, summary = run(engine, conns)
+    _plan, summary = run(engine, conns)
     hub, kla = conns["hubspot"], conns["klaviyo"]
     # one call per operation kind: fields, then lists (then events)
     assert [sorted({c.op for c in call}) for call in hub.calls] == [
@@ -69,12 +73,12 @@ def test_first_run_pushes_everything_and_second_run_plans_nothing(engine: Engine
     assert acked(engine) == want
     assert {(d, r, t): v for d in conns for (r, t), v in conns[d].state.items()} == want
     assert outbox_rows(engine) == []
-    assert summary.applied == len(hub.sent) + len(kla.sent)  # type: ignore[attr-defined]
+    assert summary.applied == len(hub.sent) + len(kla.sent)
     # a second run with no new data plans and sends nothing
     hub.calls.clear()
     kla.calls.clear()
-    plan2, summary2 = run(engine, conns, run_id=2)
-    assert plan2.changes == () and hub.calls == [] and kla.calls == []  # type: ignore[attr-defined]
+    plan2, _ = run(engine, conns, run_id=2)
+    assert plan2.changes == () and hub.calls == [] and kla.calls == []
 
 
 def test_only_changed_records_are_written_and_exits_remove(engine: Engine) -> None:
@@ -84,7 +88,7 @@ def test_only_changed_records_are_written_and_exits_remove(engine: Engine) -> No
     for c in conns.values():
         c.calls.clear()
     set_ltv(engine, ids, "ann@x.com", 700)  # vip -> big only
-    plan, _ = run(engine, conns, as_of=AS_OF + D, run_id=2)
+    run(engine, conns, as_of=AS_OF + D, run_id=2)
     sent = conns["hubspot"].sent
     assert {c.record_id for c in sent} == {record_id("hubspot", "ann@x.com")}
     by_target = {(c.op, c.target): c.value for c in sent}
@@ -109,14 +113,19 @@ def test_retryable_then_dead_after_max_attempts_and_retry_requeues(engine: Engin
     plan_run(engine, proj, evaluate(engine, proj, AS_OF), run_id=1, now_ms=AS_OF)
     n = len(outbox_rows(engine))
     t = AS_OF
+
+    def clock() -> int:
+        return t
+
     for attempt in range(1, 6):
-        summary = push_pending(engine, {"hubspot": hub}, attempt, max_attempts=5, clock=lambda: t)
+        summary = push_pending(engine, {"hubspot": hub}, attempt, max_attempts=5,
+                               clock=clock)
         assert summary.failed + summary.dead == n
         rows = outbox_rows(engine)
         assert {r[3] for r in rows} == {attempt}
         assert {r[2] for r in rows} == ({"dead"} if attempt == 5 else {"pending"})
         calls = len(hub.calls)
-        push_pending(engine, {"hubspot": hub}, attempt, clock=lambda: t)  # not due yet: no call
+        push_pending(engine, {"hubspot": hub}, attempt, clock=clock)  # not due yet: no call
         assert len(hub.calls) == calls
         t += outbox.backoff_ms(attempt)
     assert acked(engine) == {}
@@ -156,9 +165,9 @@ def test_rejected_goes_dead_at_once_and_others_are_acked(engine: Engine) -> None
 
 def test_a_connector_error_releases_the_batch_unchanged(engine: Engine) -> None:
     populate(engine, project(), PEOPLE, providers=("hubspot",))
-    hub = FakeConnector("hubspot", raises=AuthError("bad token"))
-    plan, summary = run(engine, {"hubspot": hub})
-    assert summary.destinations["hubspot"].error is not None  # type: ignore[attr-defined]
+    hub = FakeConnector("hubspot", raises=AuthError("hubspot", 401, "req-1", "bad token"))
+    _plan, summary = run(engine, {"hubspot": hub})
+    assert summary.destinations["hubspot"].error is not None
     assert len(hub.calls) == 1
     rows = outbox_rows(engine)
     assert rows and {(r[2], r[3]) for r in rows} == {("pending", 0)}
@@ -191,7 +200,7 @@ def test_claims_are_disjoint_and_expired_leases_are_reclaimed(engine: Engine) ->
     plan_run(engine, proj, evaluate(engine, proj, AS_OF), run_id=1, now_ms=AS_OF)
     total = len(outbox_rows(engine))
     t1, first = outbox.claim(engine, "hubspot", 5, now_ms=AS_OF, lease_ms=1000)
-    t2, second = outbox.claim(engine, "hubspot", 1000, now_ms=AS_OF, lease_ms=1000)
+    _t2, second = outbox.claim(engine, "hubspot", 1000, now_ms=AS_OF, lease_ms=1000)
     assert len(first) == 5 and len(second) == total - 5
     assert not {i.id for i in first} & {i.id for i in second}
     assert outbox.claim(engine, "hubspot", 1000, now_ms=AS_OF + 999)[1] == []

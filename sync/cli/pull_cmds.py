@@ -55,13 +55,12 @@ class _Bars:
 
 def _table(summary: PullSummary) -> Table:
     table = Table(title="pull" + (" (full)" if summary.full else ""))
-    for column in ("source", "contacts new", "updated", "unchanged", "events new", "duplicate",
-                   "skipped", "status"):
+    for column in ("source", "contacts\nnew", "contacts\nupdated", "events\nnew", "events\nduplicate",
+                   "events\nskipped", "status"):
         table.add_column(column, justify="left" if column in ("source", "status") else "right")
     for name, s in summary.sources.items():
-        table.add_row(name, f"{s.contacts_new:,}", f"{s.contacts_updated:,}",
-                      f"{s.contacts_unchanged:,}", f"{s.events_new:,}", f"{s.events_duplicate:,}",
-                      f"{s.events_skipped:,}", "error" if s.error else "ok")
+        table.add_row(name, f"{s.contacts_new:,}", f"{s.contacts_updated:,}", f"{s.events_new:,}",
+                      f"{s.events_duplicate:,}", f"{s.events_skipped:,}", "error" if s.error else "ok")
     return table
 
 

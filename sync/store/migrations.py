@@ -53,10 +53,17 @@ def _v3_outbox_and_audit(conn: Connection) -> None:
     schema.audit_log.create(conn)
 
 
+def _v4_inbox_and_suppressions(conn: Connection) -> None:
+    # sync.service: the webhook / event inbox and privacy suppressions (real-time engineer)
+    schema.inbox.create(conn)
+    schema.suppressions.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the tables", _v1_create_tables),
     Migration(2, "index identities by email", _v2_identities_email_index),
     Migration(3, "outbox and audit log", _v3_outbox_and_audit),
+    Migration(4, "real-time inbox and suppressions", _v4_inbox_and_suppressions),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

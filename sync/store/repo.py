@@ -362,20 +362,30 @@ def _dialect_insert(conn: Connection) -> Any:
 
 
 _EVENT_COLUMNS = "contact_id, type_id, ts, value, properties, source, source_event_id"
-_INSERT_EVENTS = {
-    "sqlite": f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (source, source_event_id) DO NOTHING",
-    "postgresql": f"INSERT INTO events ({_EVENT_COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s::json, %s, %s) ON CONFLICT (source, source_event_id) DO NOTHING",
-}
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, source_event_id) DO NOTHING"
+)
+# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT (in file order)
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS segsync_events_in (n integer, contact_id bigint, "
+    "type_id smallint, ts bigint, value double precision, properties text, source text, "
+    "source_event_id text) ON COMMIT DROP"
+)
+_PG_COPY = f"COPY segsync_events_in (n, {_EVENT_COLUMNS}) FROM STDIN"
+_PG_INSERT_EVENTS = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT contact_id, type_id, ts, value, "
+    "properties::json, source, source_event_id FROM segsync_events_in ORDER BY n "
+    "ON CONFLICT (source, source_event_id) DO NOTHING"
+)
 
 
 def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
     """Insert ``rows``, skipping any whose ``(source, source_event_id)`` is already stored
-    (or repeated in ``rows``). Returns how many were inserted.
+    (or repeated in ``rows``: the first one wins). Returns how many were inserted.
 
-    Goes straight to the driver's ``executemany`` (properties serialised here): this is the
-    bulk path of imports and pulls, and both drivers report the summed row count.
+    This is the bulk path of imports and pulls, so it talks to the driver directly: SQLite
+    ``executemany``; PostgreSQL ``COPY`` into a temporary table and one ``INSERT ... SELECT``.
     """
     if not rows:
         return 0
@@ -387,7 +397,15 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
     ]
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(_INSERT_EVENTS[conn.dialect.name], params)
+        if conn.dialect.name != "postgresql":
+            cursor.executemany(_SQLITE_INSERT_EVENTS, params)
+            return int(cursor.rowcount)
+        cursor.execute(_PG_STAGE)
+        cursor.execute("TRUNCATE segsync_events_in")
+        with cursor.copy(_PG_COPY) as copy:
+            for n, row in enumerate(params):
+                copy.write_row((n, *row))
+        cursor.execute(_PG_INSERT_EVENTS)
         return int(cursor.rowcount)
     except conn.dialect.loaded_dbapi.Error as e:
         raise StoreError(f"the store refused the events: {e}") from e

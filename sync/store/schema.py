@@ -230,3 +230,31 @@ audit_log = Table(
     Index("ix_audit_at", "at"),
     Index("ix_audit_contact", "contact_key", "at"),
 )
+
+# migration 4: the real-time inbox and privacy suppressions (sync.service)
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(16), nullable=False),  # hubspot | klaviyo | api
+    Column("dedupe_key", String(64), nullable=False),  # sha256 hex of the delivery's identity
+    Column("kind", String(64), nullable=False),  # subscriptionType / topic / event type
+    Column("contact_key", String(320), nullable=True),  # "hubspot:<id>", "klaviyo:<id>", ...
+    Column("payload", JSON, nullable=False),  # the one event as received
+    Column("received_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | applied | done
+    Column("outcome", String(32), nullable=True),  # what applying it did (applied, skipped, ...)
+    Column("contact_id", BigInteger, nullable=True),  # the contact it changed, once applied
+    Column("processed_at", BigInteger, nullable=True),
+    UniqueConstraint("source", "dedupe_key", name="uq_inbox_dedupe"),
+    Index("ix_inbox_status", "status", "id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # email | external_id | hubspot | klaviyo
+    Column("key_hash", String(64), primary_key=True),  # sha256 hex of the normalised key
+    Column("reason", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
