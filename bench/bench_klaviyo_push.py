@@ -82,7 +82,9 @@ def _connector(info: dict[str, Any], budget: RateBudget, **opts: Any) -> Klaviyo
 
 def bench_import(info: dict[str, Any], conn: Any, n: int) -> dict[str, Any]:
     ids = info["ids"][:n]
-    changes = [Change("klaviyo", pid, ChangeOp.SET_FIELD, "segment", f"s{i % 7}") for i, pid in enumerate(ids)]
+    changes = [
+        Change("klaviyo", pid, ChangeOp.SET_FIELD, "segment", f"s{i % 7}") for i, pid in enumerate(ids)
+    ]
     k = _connector(info, RateBudget(klaviyo_spec()), job_poll_max=1.0)
     started = time.perf_counter()
     results = k.apply(changes)
@@ -90,7 +92,7 @@ def bench_import(info: dict[str, Any], conn: Any, n: int) -> dict[str, Any]:
     conn.send(("jobs",))
     jobs = conn.recv()
     applied = sum(r.status is PushStatus.APPLIED for r in results)
-    return {"changes": len(changes), "applied": applied, "jobs": len(jobs), "target_jobs": math.ceil(n / 10_000),
+    return {"changes": len(changes), "applied": applied, "jobs": len(jobs), "target_jobs": math.ceil(n / 10_000),  # noqa: E501
             "seconds": seconds, "calls": dict(k.calls.sent)}  # fmt: skip
 
 
@@ -100,7 +102,7 @@ def bench_lists(info: dict[str, Any], conn: Any, profiles: int, lists: int, scal
     base = klaviyo_spec(margin=0.1)  # the production margin, unscaled: absorbs send-to-arrival latency
     windows = {**base.windows, "list_members.burst": WindowSpec(10, 1.0 * scale),
                "list_members.steady": WindowSpec(150, 60.0 * scale),
-               "lists_read.burst": WindowSpec(75, 1.0 * scale), "lists_read.steady": WindowSpec(750, 60.0 * scale),
+               "lists_read.burst": WindowSpec(75, 1.0 * scale), "lists_read.steady": WindowSpec(750, 60.0 * scale),  # noqa: E501
                "list_create.burst": WindowSpec(10, 1.0 * scale),
                "list_create.steady": WindowSpec(150, 60.0 * scale)}  # fmt: skip
     k = _connector(info, RateBudget(replace(base, windows=windows)))
@@ -187,27 +189,27 @@ def report(res: dict[str, Any], command: str) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"## Klaviyo connector: bulk import, list membership, event pull — {now}", "",
              f"- command: `{command}`", f"- machine: {machine()}",
-             "- sandbox in its own process (`start_sandbox`, rate limits on), connector through klaviyo-api"]  # fmt: skip
+             "- sandbox in its own process (`start_sandbox`, rate limits on), connector through klaviyo-api"]  # fmt: skip  # noqa: E501
     if "import" in res:
         r = res["import"]
         lines.append(
-            f"- bulk import: {r['changes']:,} property changes on distinct profiles -> **{r['jobs']} import jobs** "
+            f"- bulk import: {r['changes']:,} property changes on distinct profiles -> **{r['jobs']} import jobs** "  # noqa: E501
             f"(target <= {r['target_jobs']}), {r['applied']:,} applied, {r['seconds']:.1f} s incl. job "
             f"processing; calls {r['calls']}"
         )
     if "lists" in res:
         r = res["lists"]
         lines.append(
-            f"- list membership: {r['changes']:,} adds in {r['calls']} calls (1,000 ids each), windows scaled "
-            f"x{r['scale']:g} (steady {60 * r['scale']:g} s): sustained **{r['sustained_ids_s']:,.0f} ids/s = "
+            f"- list membership: {r['changes']:,} adds in {r['calls']} calls (1,000 ids each), windows scaled "  # noqa: E501
+            f"x{r['scale']:g} (steady {60 * r['scale']:g} s): sustained **{r['sustained_ids_s']:,.0f} ids/s = "  # noqa: E501
             f"{100 * r['ratio']:.1f} %** of the ceiling {r['ceiling_ids_s']:,.0f} ids/s (target >= 95 %); "
-            f"{r['throttled']} x 429; overall incl. first burst {r['overall_ids_s']:,.0f} ids/s, {r['seconds']:.1f} s"
+            f"{r['throttled']} x 429; overall incl. first burst {r['overall_ids_s']:,.0f} ids/s, {r['seconds']:.1f} s"  # noqa: E501
         )
     if "events" in res:
         r = res["events"]
         lines.append(
             f"- event pull: {r['events']:,} events ({r['pages']:,} pages, {r['workers']} metric streams) in "
-            f"{r['seconds']:.1f} s = **{r['rate']:,.0f} events/s**: {100 * r['of_ceiling']:.1f} % of the endpoint "
+            f"{r['seconds']:.1f} s = **{r['rate']:,.0f} events/s**: {100 * r['of_ceiling']:.1f} % of the endpoint "  # noqa: E501
             f"ceiling {r['ceiling']:,.0f}/s, {100 * r['of_sandbox']:.1f} % of the sandbox's own throughput "
             f"{r['sandbox_raw']:,.0f}/s (bare client, 4 threads); target >= 90 % of the lower: "
             f"**{100 * r['of_lower']:.1f} %**"

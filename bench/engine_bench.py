@@ -58,9 +58,11 @@ class Measure:
 
 def _store_url(engine: str, args: argparse.Namespace) -> str:
     from bench.engine_gen import Spec
-    from bench.engine_load import load_postgres, load_sqlite
+    from bench.engine_load import load_postgres, load_sqlite, load_sqlite_clustered
 
     spec = Spec(contacts=args.contacts)
+    if engine == "sqlite" and args.layout == "clustered":
+        return f"sqlite:///{load_sqlite_clustered(spec, log=False)}"
     if engine == "sqlite":
         return f"sqlite:///{load_sqlite(spec, args.layout, args.variant, log=False)}"
     return load_postgres(spec, args.layout, args.variant, log=False)
@@ -274,7 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contacts", type=int, default=1_000_000)
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--only", default="hand,segsync,single", help="comma list of hand, segsync, single")
-    ap.add_argument("--layout", default="sorted", choices=["sorted", "arrival"])
+    ap.add_argument(
+        "--layout",
+        default="sorted",
+        choices=["sorted", "arrival", "clustered"],
+        help="events table order; clustered = SQLite WITHOUT ROWID on (type_id, contact_id, ts, id)",
+    )
     ap.add_argument("--variant", default="", help="extra indexes: '' or typefirst")
     ap.add_argument(
         "--style", default="pertype", choices=["pertype", "onepass"], help="hand-written SQL style"
@@ -288,13 +295,15 @@ def main(argv: list[str] | None = None) -> None:
         child_main(args)
         return
     from bench.engine_gen import Spec
-    from bench.engine_load import load_duckdb, load_postgres, load_sqlite
+    from bench.engine_load import load_duckdb, load_postgres, load_sqlite, load_sqlite_clustered
 
     spec = Spec(contacts=args.contacts)
     engines = [e for e in args.engines.split(",") if e]
     only = args.only.split(",")
     for e in engines:  # build (or reuse) the stores outside the measurements
-        if e == "sqlite":
+        if e == "sqlite" and args.layout == "clustered":
+            load_sqlite_clustered(spec)
+        elif e == "sqlite":
             load_sqlite(spec, args.layout, args.variant)
         elif e == "postgresql":
             load_postgres(spec, args.layout, args.variant)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
@@ -57,11 +58,20 @@ def _name(ix: Index) -> str:
     return str(ix.name)
 
 
-def _extra_ddl(variant: str) -> list[str]:
-    return [
-        f"CREATE INDEX IF NOT EXISTS {name} ON events ({', '.join(cols)})"
-        for name, cols in LAYOUT_INDEXES[variant].items()
-    ]
+def _apply_variant(con: Any, variant: str, have: set[str]) -> bool:
+    """Create the variant's extra indexes and drop the other variants'; True if anything changed."""
+    want = LAYOUT_INDEXES[variant]
+    changed = False
+    for other in LAYOUT_INDEXES.values():
+        for name in other:
+            if name in have and name not in want:
+                con.execute(f"DROP INDEX {name}")
+                changed = True
+    for name, cols in want.items():
+        if name not in have:
+            con.execute(f"CREATE INDEX {name} ON events ({', '.join(cols)})")
+            changed = True
+    return changed
 
 
 def pg_url(schema_name: str = PG_SCHEMA) -> str:
@@ -106,17 +116,14 @@ def load_sqlite(
         done.write_text(f"{n} events; load {t1 - t0:.1f} s; indexes {time.perf_counter() - t1:.1f} s\n")
         if log:
             print(f"sqlite {path.name}: {done.read_text().strip()}", flush=True)
-    if variant:
-        con = sqlite3.connect(path, isolation_level=None)
-        t0 = time.perf_counter()
-        have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        if not set(LAYOUT_INDEXES[variant]) <= have:
-            for ddl in _extra_ddl(variant):
-                con.execute(ddl)
-            con.execute("ANALYZE")
-        con.close()
-        if log:
-            print(f"sqlite {path.name}: variant {variant} {time.perf_counter() - t0:.1f} s", flush=True)
+    con = sqlite3.connect(path, isolation_level=None)
+    have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    changed = _apply_variant(con, variant, have)
+    if changed:
+        con.execute("ANALYZE")
+    con.close()
+    if log and changed:
+        print(f"sqlite {path.name}: indexes now as variant {variant or '(schema)'}", flush=True)
     return path
 
 
@@ -237,16 +244,14 @@ def load_postgres(
                 f"indexes+vacuum {time.perf_counter() - t2:.1f} s",
                 flush=True,
             )
-    if variant:
-        t0 = time.perf_counter()
-        with psycopg.connect(raw, autocommit=True) as con:
-            con.execute(f"SET search_path = {schema_name}")
-            con.execute("SET maintenance_work_mem = '1GB'")
-            for ddl in _extra_ddl(variant):
-                con.execute(ddl)
+    with psycopg.connect(raw, autocommit=True) as con:
+        con.execute(f"SET search_path = {schema_name}")
+        con.execute("SET maintenance_work_mem = '1GB'")
+        rows = con.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema_name,))
+        if _apply_variant(con, variant, {r[0] for r in rows}):
             con.execute("VACUUM ANALYZE events")
-        if log:
-            print(f"postgres {schema_name}: variant {variant} {time.perf_counter() - t0:.1f} s", flush=True)
+            if log:
+                print(f"postgres {schema_name}: indexes now as variant {variant or '(schema)'}", flush=True)
     return url
 
 

@@ -215,7 +215,7 @@ class _Book:
 
     def _conflict(self, record: PulledContact, reason: str) -> None:
         text = f"{self.provider} record {record.provider_id}: {reason}"
-        LOG.warning("identity conflict: %s", text)
+        LOG.info("identity conflict: %s", text)  # the pull summary reports it
         self.conflicts.append(text)
 
     def _set_key(self, row: _Row, kind: Literal["email", "external_id"], value: str) -> None:

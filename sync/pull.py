@@ -158,7 +158,7 @@ def pull(
             run.events(full)
         except ConnectorError as e:
             run.summary.error = str(e)
-            LOG.error("pull from %s stopped: %s (the data up to the last page is stored)", name, e)
+            LOG.info("pull from %s stopped: %s (the data up to the last page is stored)", name, e)
     summary.finished_at = now()
     return summary
 

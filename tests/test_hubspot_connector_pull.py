@@ -14,6 +14,7 @@ from connectors.base import Page
 from connectors.hubspot.cursors import ContactCursor, EventCursor
 from connectors.records import Contact, Event
 from connectors.sandbox.hubspot import search as sandbox_search
+from connectors.sandbox.hubspot.schema import iso_ms
 from connectors.sandbox.server import Request, Response
 from mapping.errors import InputError
 from tests.hubspot_connector_support import T0, Stand, connector, serving, start
@@ -128,6 +129,7 @@ def test_search_rewindows_before_the_cap_and_drains_shared_instants(
         for cid in range(1, 151):
             contact = hs.state.contacts[cid]
             contact.updated_ms = T0 + 10**9
+            contact.props["lastmodifieddate"] = iso_ms(T0 + 10**9)
     hc = connector(hs, look_back_ms=0, search_cap=120)
     contacts, cursor = drain(hc.pull_contacts(ContactCursor(mark=T0).dump()))
     ids = [c.provider_id for c in contacts]

@@ -161,8 +161,10 @@ class ContactPuller:
             if not capped or last is None:
                 return
             last_mod = iso_to_ms(dig(last, "properties", MODIFIED))
-            if last_mod is None:
-                raise MalformedResponse("hubspot", 200, None, f"contact {last.id} has no {MODIFIED}")
+            if last_mod is None or last_mod < low:  # the search ignored its own filter: stop
+                raise MalformedResponse(
+                    "hubspot", 200, None, f"search result {last.id} has {MODIFIED} {last_mod} below {low}"
+                )
             if last_mod == low:  # a cap's worth of contacts share one instant: drain it by id
                 yield from self._drain_instant(last_mod)
                 op = "GT"

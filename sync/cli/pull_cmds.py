@@ -115,9 +115,9 @@ def _pull(full: Full = False, source: Source = None, as_json: AsJson = False) ->
         for line in _notes(summary):
             out.print(escape(line))
     failed = {name: s.error for name, s in summary.sources.items() if s.error}
-    for name, error in failed.items():
-        err.print(f"[bold red]error:[/] {escape(f'{name}: {error}')} (the pages before it are "
-                  "stored; the next pull resumes there)")
+    for error in failed.values():
+        err.print(f"[bold red]error:[/] {escape(error)} (what was pulled before is stored; the "
+                  "next pull resumes there)")
     if failed:
         raise typer.Exit(1)
 

@@ -26,8 +26,9 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, or_, select, update
 
 from mapping.errors import InputError
 from sync.store import repo, schema
@@ -130,8 +131,8 @@ class ForgetReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _in(column: object, values: Sequence[object]) -> list[object]:
-    return [column.in_(values[i:i + _CHUNK]) for i in range(0, len(values), _CHUNK)]  # type: ignore[attr-defined]
+def _in(column: ColumnElement[Any], values: Sequence[object]) -> list[ColumnElement[bool]]:
+    return [column.in_(values[i:i + _CHUNK]) for i in range(0, len(values), _CHUNK)]
 
 
 def remove_contacts(conn: Connection, contact_ids: Sequence[int]) -> ForgetReport:
@@ -144,44 +145,45 @@ def remove_contacts(conn: Connection, contact_ids: Sequence[int]) -> ForgetRepor
     keys: list[tuple[str, str]] = []
     records: list[tuple[str, str]] = []
     for cond in _in(c.c.id, ids):
-        for row in conn.execute(select(c.c.email, c.c.external_id).where(cond)):  # type: ignore[arg-type]
-            keys += [("email", row.email)] if row.email else []
-            keys += [("external_id", row.external_id)] if row.external_id else []
+        for email, ext in conn.execute(select(c.c.email, c.c.external_id).where(cond)):
+            keys += [("email", email)] if email else []
+            keys += [("external_id", ext)] if ext else []
     for cond in _in(i.c.contact_id, ids):
-        for row in conn.execute(select(i.c.provider, i.c.provider_id, i.c.email).where(cond)):  # type: ignore[arg-type]
-            keys.append((row.provider, row.provider_id))
-            records.append((row.provider, row.provider_id))
-            keys += [("email", row.email)] if row.email else []
+        for provider, pid, email in conn.execute(select(i.c.provider, i.c.provider_id, i.c.email)
+                                                 .where(cond)):
+            keys.append((provider, pid))
+            records.append((provider, pid))
+            keys += [("email", email)] if email else []
     report.keys = list(dict.fromkeys(keys))
     by_record = [and_(t.c.destination == d, t.c.record_id == r)
                  for t in (schema.acked_values,) for d, r in records]
     for cond in _in(e.c.contact_id, ids):
-        report.events += conn.execute(delete(e).where(cond)).rowcount or 0  # type: ignore[arg-type]
+        report.events += conn.execute(delete(e).where(cond)).rowcount or 0
     for table in (schema.memberships, schema.group_state, schema.computed_values):
         for cond in _in(table.c.contact_id, ids):
-            conn.execute(delete(table).where(cond))  # type: ignore[arg-type]
+            conn.execute(delete(table).where(cond))
     for cond in _in(schema.desired_values.c.contact_id, ids):
-        report.destination_values += conn.execute(delete(schema.desired_values).where(cond)).rowcount or 0  # type: ignore[arg-type]
+        report.destination_values += conn.execute(delete(schema.desired_values).where(cond)).rowcount or 0
     for n in range(0, len(by_record), 200):
         conn.execute(delete(schema.acked_values).where(or_(*by_record[n:n + 200])))
     o = schema.outbox
     out_records = [and_(o.c.destination == d, o.c.record_id == r) for d, r in records]
     for cond in _in(o.c.contact_id, ids) + [or_(*out_records[n:n + 200])
                                             for n in range(0, len(out_records), 200)]:
-        report.queued_pushes += conn.execute(delete(o).where(cond)).rowcount or 0  # type: ignore[arg-type]
+        report.queued_pushes += conn.execute(delete(o).where(cond)).rowcount or 0
     for cond in _in(schema.inbox.c.contact_id, ids):
-        conn.execute(delete(schema.inbox).where(cond))  # type: ignore[arg-type]
+        conn.execute(delete(schema.inbox).where(cond))
     a = schema.audit_log
     for cond in _in(a.c.contact_id, ids):
-        for row in conn.execute(select(a.c.contact_key).where(cond).distinct()):  # type: ignore[arg-type]
+        for row in conn.execute(select(a.c.contact_key).where(cond).distinct()):
             if row.contact_key and not row.contact_key.startswith("h:"):
                 hidden = "h:" + hashlib.sha256(row.contact_key.encode()).hexdigest()[:12]
-                conn.execute(update(a).where(cond, a.c.contact_key == row.contact_key)  # type: ignore[arg-type]
+                conn.execute(update(a).where(cond, a.c.contact_key == row.contact_key)
                              .values(contact_key=hidden))
     for cond in _in(i.c.contact_id, ids):
-        report.identities += conn.execute(delete(i).where(cond)).rowcount or 0  # type: ignore[arg-type]
+        report.identities += conn.execute(delete(i).where(cond)).rowcount or 0
     for cond in _in(c.c.id, ids):
-        report.contacts += conn.execute(delete(c).where(cond)).rowcount or 0  # type: ignore[arg-type]
+        report.contacts += conn.execute(delete(c).where(cond)).rowcount or 0
     return report
 
 

@@ -1,0 +1,179 @@
+"""The inbox worker: applies pending items in arrival order, then re-evaluates who changed.
+
+One pass (:meth:`Worker.run_once`):
+
+1. In **one write transaction**: read up to ``batch`` pending items in id order (so the items
+   of one contact are applied in the order they were acknowledged), apply each
+   (:class:`sync.service.apply.Applier`, inside a savepoint so one bad item is recorded as
+   ``failed: <reason>`` without holding up the rest) and mark it ``applied`` with its outcome.
+   A crash before the commit applies nothing and the items are still pending after a restart;
+   after the commit they are never applied again: **exactly once**.
+2. After the commit: call ``on_contacts_changed(contact_ids)`` (default: ``sync.evaluate``'s
+   ``evaluate(engine, project, now, contact_ids=ids)``), then mark the items ``done``. Items a
+   crash left ``applied`` get their hook call on the next pass (evaluation is level-triggered,
+   so a repeated call is harmless).
+
+On PostgreSQL several ``serve`` processes may share the store: a pass takes a transaction-level
+advisory lock first, so one worker at a time applies items (order per contact holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from mapping.errors import SegsyncError
+from mapping.project import Project
+from sync.service import metrics
+from sync.service.apply import Applied, Applier
+from sync.service.inbox import mark_done, purge_done
+from sync.store import repo, schema
+from sync.store.tx import begin_write
+
+__all__ = ["ContactsHook", "Worker", "evaluate_hook"]
+
+LOG = logging.getLogger("segsync.service.worker")
+ContactsHook = Callable[[Sequence[int]], None]
+_PG_LOCK_KEY = 0x7365677379_6E6901  # "segsync" + inbox worker
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def evaluate_hook(engine: Engine, project: Project, clock: Callable[[], int] = _now_ms) -> ContactsHook:
+    """The default hook: re-evaluate just the changed contacts at the current time."""
+    def hook(contact_ids: Sequence[int]) -> None:
+        from sync.evaluate import evaluate
+
+        evaluate(engine, project, clock(), contact_ids=list(contact_ids))
+
+    return hook
+
+
+class Worker:
+    def __init__(self, engine: Engine, project: Project, *, hook: ContactsHook | None = None,
+                 batch: int = 500, poll_s: float = 1.0, start_delay_s: float = 0.0,
+                 retention_ms: int = 7 * 86_400_000, forget_remote: tuple[str, ...] = (),
+                 clock: Callable[[], int] = _now_ms) -> None:
+        self.engine = engine
+        self.project = project
+        self.hook = hook if hook is not None else evaluate_hook(engine, project, clock)
+        self.batch = batch
+        self.poll_s = poll_s
+        self.start_delay_s = start_delay_s
+        self.retention_ms = retention_ms
+        self.clock = clock
+        with begin_write(engine) as conn:
+            type_ids = repo.event_type_ids(conn, project.events)
+        self.applier = Applier(project, type_ids, forget_remote)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
+
+    # ---------------------------------------------------------------------------- thread
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="segsync-inbox-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        if self.start_delay_s and self._stop.wait(self.start_delay_s):
+            return
+        while not self._stop.is_set():
+            try:
+                done = self.run_once()
+            except (SegsyncError, SQLAlchemyError) as e:  # the store is away: try again later
+                LOG.error("inbox worker pass failed: %s", e)
+                done = 0
+            if done < self.batch:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    # ---------------------------------------------------------------------------- one pass
+
+    def run_once(self) -> int:
+        """Apply one batch of pending items; returns how many items it handled."""
+        self._finish_applied()
+        i = schema.inbox
+        handled: list[tuple[int, str, Applied]] = []
+        with begin_write(self.engine) as conn:
+            if conn.dialect.name == "postgresql" and not conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY}).scalar():
+                return 0
+            rows = conn.execute(select(i.c.id, i.c.source, i.c.kind, i.c.payload)
+                                .where(i.c.status == "pending").order_by(i.c.id).limit(self.batch)).all()
+            now = self.clock()
+            for row in rows:
+                try:
+                    with conn.begin_nested():
+                        result = self.applier.apply(conn, row.source, row.payload, now)
+                except (SegsyncError, SQLAlchemyError, ValueError, KeyError, TypeError) as e:
+                    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    result = Applied(f"failed: {reason}"[:32])
+                    LOG.warning("inbox item %d (%s %s) failed: %s", row.id, row.source, row.kind, reason)
+                handled.append((row.id, row.source, result))
+            if handled:
+                conn.execute(
+                    update(i).where(i.c.id == bindparam("b_id")).values(
+                        status="applied", outcome=bindparam("b_outcome"),
+                        contact_id=bindparam("b_contact"), processed_at=now),
+                    [{"b_id": n, "b_outcome": r.outcome[:32],
+                      "b_contact": r.contact_ids[0] if r.contact_ids else None}
+                     for n, _, r in handled])
+        for n, source, r in handled:
+            LOG.info("inbox item %d (%s): %s", n, source, r.outcome)
+            metrics.PROCESSED.inc(source=source, outcome=r.outcome.split(":")[0])
+        if handled:
+            self._run_hook([n for n, _, _ in handled],
+                           {c for _, _, r in handled for c in r.contact_ids})
+        self._purge()
+        return len(handled)
+
+    def _run_hook(self, item_ids: Sequence[int], contact_ids: set[int]) -> None:
+        c = schema.contacts
+        if contact_ids:
+            with self.engine.connect() as conn:
+                alive = sorted(conn.execute(select(c.c.id).where(c.c.id.in_(sorted(contact_ids))))
+                               .scalars())
+            if alive:
+                try:
+                    self.hook(alive)
+                except (SegsyncError, SQLAlchemyError) as e:
+                    LOG.error("re-evaluating %d changed contact(s) failed: %s", len(alive), e)
+        with begin_write(self.engine) as conn:
+            mark_done(conn, list(item_ids))
+
+    def _finish_applied(self) -> None:
+        """Items a crash left between their commit and their hook call."""
+        i = schema.inbox
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(i.c.id, i.c.contact_id).where(i.c.status == "applied")
+                                .order_by(i.c.id).limit(self.batch)).all()
+        if rows:
+            LOG.info("re-evaluating the contacts of %d inbox item(s) applied before a restart", len(rows))
+            self._run_hook([r.id for r in rows], {r.contact_id for r in rows if r.contact_id is not None})
+
+    def _purge(self) -> None:
+        if time.monotonic() - self._last_purge < 60:
+            return
+        self._last_purge = time.monotonic()
+        with begin_write(self.engine) as conn:
+            gone = purge_done(conn, self.clock() - self.retention_ms)
+        if gone:
+            LOG.info("purged %d processed inbox item(s) older than the retention", gone)
