@@ -48,6 +48,7 @@ class Measure:
     engine: str
     seconds: float | None = None  # the measured operation, inside the child
     rss_mb: float | None = None  # the child's peak RSS
+    cpu_s: float | None = None  # the child's user + system CPU seconds (not a database server's)
     p50_ms: float | None = None
     p99_ms: float | None = None
     note: str = ""
@@ -76,8 +77,8 @@ def _child_hand(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     from bench.engine_handsql import hand_sql, sizes_sql
     from bench.engine_load import LAYOUT_INDEXES, PG_URL, duckdb_file
 
-    pinned = next(iter(LAYOUT_INDEXES[args.variant]), None) if engine == "sqlite" else None
-    stmts = hand_sql(engine, style=args.style, index=pinned)  # type: ignore[arg-type]
+    pin = bool(LAYOUT_INDEXES[args.variant]) or args.layout == "clustered"
+    stmts = hand_sql(engine, style=args.style, pin=pin)  # type: ignore[arg-type]
     con: Any
     if engine == "sqlite":
         con = sqlite3.connect(_store_url("sqlite", args).removeprefix("sqlite:///"), isolation_level=None)
@@ -171,7 +172,7 @@ def run_child(what: str, engine: str, args: argparse.Namespace) -> tuple[Measure
         out_f.seek(0)
         err_f.seek(0)
         out, err = out_f.read(), err_f.read()
-    m = Measure(what, engine, rss_mb=usage.ru_maxrss / 1024)
+    m = Measure(what, engine, rss_mb=usage.ru_maxrss / 1024, cpu_s=usage.ru_utime + usage.ru_stime)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         m.note = (err.strip().splitlines() or ["failed"])[-1][:150]
@@ -227,15 +228,16 @@ def _fmt(x: float | None, spec: str) -> str:
 def table(measures: list[Measure]) -> str:
     hand = {m.engine: m.seconds for m in measures if m.what == "hand"}
     rows = [
-        "| what | engine | wall s | peak RSS MB | p50 ms | p99 ms | / hand | / DuckDB | note |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| what | engine | wall s | child CPU s | peak RSS MB | p50 ms | p99 ms | / hand | / DuckDB | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in measures:
         same, duck = hand.get(m.engine), hand.get("duckdb")
         r1 = m.seconds / same if m.seconds and same and m.what == "segsync" else None
         r2 = m.seconds / duck if m.seconds and duck and m.what != "single" else None
         rows.append(
-            f"| {m.what} | {m.engine} | {_fmt(m.seconds, '.2f')} | {_fmt(m.rss_mb, '.0f')} | "
+            f"| {m.what} | {m.engine} | {_fmt(m.seconds, '.2f')} | {_fmt(m.cpu_s, '.1f')} | "
+            f"{_fmt(m.rss_mb, '.0f')} | "
             f"{_fmt(m.p50_ms, '.2f')} | {_fmt(m.p99_ms, '.2f')} | {_fmt(r1, '.2f')} | "
             f"{_fmt(r2, '.1f')} | {m.note} |"
         )

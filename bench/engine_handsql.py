@@ -186,12 +186,17 @@ def _agg(func: str, arg: str, cond: str | None, name: str) -> str:
     return f"{call} FILTER (WHERE {cond}) AS {name}" if cond else f"{call} AS {name}"
 
 
-def _per_type_ctes(d: Dialect, a: int, style: Style, index: str | None) -> tuple[str, str]:
+def _pinned(rows: str) -> str:
+    """SQLite: hide the ts bounds from index selection (unary ``+``), so the planner keeps the
+    type-first access path that yields rows in contact order."""
+    return rows.replace("ts ", "+ts ")
+
+
+def _per_type_ctes(d: Dialect, a: int, style: Style, pin: bool) -> tuple[str, str]:
     """The per-type aggregate CTEs and the joins that bring them onto the contacts."""
     groups = _type_aggs(d, a)
     if style == "pertype":
         ctes = []
-        hint = f" INDEXED BY {index}" if index and d == "sqlite" else ""
         for cte, t, rows, aggs in groups:
             cols = ",\n    ".join(
                 _agg(f, _decay(t, a) if n == "s" else arg, c, f"s{t}" if n == "s" else n)
@@ -199,7 +204,7 @@ def _per_type_ctes(d: Dialect, a: int, style: Style, index: str | None) -> tuple
             )
             ctes.append(
                 f"{cte} AS (\n  SELECT contact_id,\n    {cols}\n"
-                f"  FROM events{hint} WHERE type_id = {t} AND {rows} GROUP BY contact_id)"
+                f"  FROM events WHERE type_id = {t} AND {_pinned(rows) if pin else rows} GROUP BY contact_id)"
             )
         joins = " ".join(f"LEFT JOIN {cte} ON {cte}.contact_id = c.id" for cte, *_ in groups)
         return ",\n".join(ctes), joins
@@ -272,20 +277,21 @@ def hand_sql(
     as_of_ms: int = AS_OF_MS,
     table: str = "hand_result",
     style: Style = "pertype",
-    index: str | None = None,
+    pin: bool = False,
 ) -> list[str]:
     """The whole evaluation into ``CREATE TABLE {table}``: traits, then ranks, then verdicts.
 
     Statements to run in order (intermediate tables are dropped at the end).
-    ``index`` (SQLite only) pins the per-type passes to an index (``INDEXED BY``): the planner
-    otherwise prefers the (type_id, ts) index, whose row order makes every property read a
-    random table lookup and every GROUP BY a sort.
+    ``pin`` (SQLite only) keeps the per-type passes on a type-first access path (the
+    ``typefirst`` index or a table clustered on type_id, contact_id): the planner otherwise
+    prefers the (type_id, ts) index, whose row order makes every property read a random table
+    lookup and every GROUP BY a sort.
     ``style="onepass"`` is the naive variant: one grouped pass over all events with every
     aggregate conditional on its type (each row then pays for all ~30 aggregates).
     """
     a = as_of_ms
     b_not_outlier = f"(b.value <= {OUTLIER} OR b.value IS NULL)"
-    type_ctes, joins = _per_type_ctes(d, a, style, index)
+    type_ctes, joins = _per_type_ctes(d, a, style, pin and d == "sqlite")
     ctes = f"""
 {type_ctes},
 s48 AS (

@@ -5,11 +5,26 @@ classes, each of which spends from one or more windows (HubSpot ``search`` spend
 4/s window *and* the account's 10 s window). ``acquire(cls, n)`` blocks, with the injected
 `sleep` and `clock`, until every window of the class has room, then records the sends.
 
-Every window is a **sliding log of send times**: at most ``limit`` sends in any interval of
+Every window is a **sliding log of sends**: at most ``limit`` sends in any interval of
 ``seconds + margin``. That models HubSpot's *rolling* 10 s window exactly, and is also safe
 against Klaviyo's *fixed* 1 s / 60 s windows whatever their alignment (any fixed window is
-one such interval) while still sustaining ``limit`` per window in the long run. The margin
-(default 0.1 s) absorbs latency jitter between our send and the server's arrival time.
+one such interval) while still sustaining ``limit`` per window in the long run.
+
+A send is **in flight from `acquire` until it is answered**, and counts until ``seconds +
+margin`` after the answer. The server counts a request when it *arrives*, at some unknown
+moment between our `acquire` and the answer; a log of acquire times alone is wrong whenever
+that delay varies (several threads serialising large bodies under the GIL, a garbage-collector
+pause of a second between `acquire` and the socket write: the delayed requests then arrive in
+the same server window as the next ones, and the burst window overflows). Counting every
+request from its acquire until ``seconds`` after its answer is exact whatever the delay:
+requests that arrive in one server window [a, a + seconds) were all acquired before the last
+of them, and each was answered after a, so when the last one is acquired the others are in
+flight or answered less than ``seconds`` ago. The margin (default 0.1 s) is extra slack for
+servers whose windows are a little longer than their nominal length (e.g. counted in whole
+seconds). A request is answered when its thread calls `observe` (`connectors.retry` does so
+after every attempt, response or error) or its next `acquire` (a thread sends one request at
+a time); one never answered (a thread that died in a call) counts as answered
+``_MAX_FLIGHT`` seconds after it was sent.
 
 Responses keep the model honest (``observe(cls, headers)``):
 
@@ -51,6 +66,7 @@ __all__ = [
 
 HeaderStyle = Literal["hubspot", "klaviyo", "none"]
 _EPSILON = 1e-9  # float slack so that a wait computed as expiry - now always suffices
+_MAX_FLIGHT = 300.0  # seconds after which a send never answered counts as answered
 
 
 @dataclass(frozen=True)
@@ -133,7 +149,8 @@ def klaviyo_spec(
 
 
 class _Window:
-    """Sliding log of (send time, count), sorted by time. Guarded by the budget's lock."""
+    """Sliding log of answered sends (answer time, count), sorted by time, plus the sends in
+    flight (sender key -> (acquire time, count)). Guarded by the budget's lock."""
 
     def __init__(self, spec: WindowSpec, margin: float) -> None:
         self.ceiling = spec.limit
@@ -142,9 +159,14 @@ class _Window:
         self.span = spec.seconds + margin
         self.blocked_until = -math.inf
         self._log: list[tuple[float, int]] = []
-        self._count = 0
+        self._flying: dict[int, tuple[float, int]] = {}
+        self._count = 0  # log + flying
 
     def _expire(self, now: float) -> None:
+        for key, (ts, n) in list(self._flying.items()):
+            if ts + _MAX_FLIGHT <= now:
+                del self._flying[key]
+                bisect.insort(self._log, (ts + _MAX_FLIGHT, n))
         cut = 0
         for ts, n in self._log:
             if ts + self.span > now + _EPSILON:
@@ -158,7 +180,8 @@ class _Window:
         return self._count
 
     def wait(self, n: int, now: float) -> float:
-        """Seconds until `n` more sends fit (0 when they fit now)."""
+        """Seconds until `n` more sends fit (0 when they fit now, a lower bound when sends
+        still in flight must be answered first)."""
         self._expire(now)
         wait = max(0.0, self.blocked_until - now)
         excess = self._count + n - self.limit if n <= self.limit else self._count
@@ -168,11 +191,24 @@ class _Window:
                 break
             freed += k
             wait = max(wait, ts + self.span - now)
+        if freed < excess:  # only answers can make room, and nothing answered from now on
+            wait = max(wait, self.span)  # leaves before a whole span has passed
         return wait
 
-    def record(self, n: int, ts: float) -> None:
-        bisect.insort(self._log, (ts, n))
+    def record(self, n: int, ts: float, key: int | None = None) -> None:
+        """Count `n` sends: answered at `ts`, or (with a sender `key`) in flight since `ts`."""
+        if key is None:
+            bisect.insort(self._log, (ts, n))
+        else:
+            self.answer(key, ts)
+            self._flying[key] = (ts, n)
         self._count += n
+
+    def answer(self, key: int, now: float) -> None:
+        """The sends in flight under `key` were answered at `now`."""
+        flying = self._flying.pop(key, None)
+        if flying is not None:
+            bisect.insort(self._log, (max(now, flying[0]), flying[1]))
 
     def charge(self, remaining: int, now: float, expires_at: float | None) -> None:
         """Align with a server that says only `remaining` sends are left."""
@@ -182,8 +218,10 @@ class _Window:
             self.record(deficit, ts)
 
     def times(self, now: float) -> list[float]:
+        """Answer times of the answered sends, then acquire times of those in flight."""
         self._expire(now)
-        return [ts for ts, n in self._log for _ in range(n)]
+        flying = sorted(self._flying.values())
+        return [ts for ts, n in [*self._log, *flying] for _ in range(n)]
 
 
 def _first_int(value: str | None) -> int | None:
@@ -213,6 +251,7 @@ class RateBudget:
         self._on_send = on_send  # (class, n, clock time), called under the lock
         self._lock = threading.Lock()
         self._windows = {name: _Window(w, spec.margin) for name, w in spec.windows.items()}
+        self._flying: dict[int, list[_Window]] = {}  # thread id -> windows it has a send in flight in
         self.acquired: dict[str, int] = dict.fromkeys(spec.classes, 0)
         self.waited: dict[str, float] = dict.fromkeys(spec.classes, 0.0)
 
@@ -229,13 +268,16 @@ class RateBudget:
         if n < 1 or any(n > w.ceiling for w in windows):
             raise ValueError(f"cannot acquire {n} at once from {cls!r}")
         waited = 0.0
+        me = threading.get_ident()
         while True:
             with self._lock:
                 now = self._clock()
+                self._answered(me, now)  # this thread's previous request is over
                 wait = max(w.wait(n, now) for w in windows)
                 if wait <= 0:
                     for w in windows:
-                        w.record(n, now)
+                        w.record(n, now, me)
+                    self._flying[me] = windows
                     self.acquired[cls] += n
                     self.waited[cls] += waited
                     if self._on_send is not None:
@@ -243,6 +285,10 @@ class RateBudget:
                     return waited
             self._sleep(wait)
             waited += wait
+
+    def _answered(self, key: int, now: float) -> None:
+        for w in self._flying.pop(key, ()):
+            w.answer(key, now)
 
     def penalize(self, cls: str, seconds: float | None) -> None:
         """After a 429: block `cls`'s windows for `seconds`, or mark them full now."""
@@ -256,7 +302,10 @@ class RateBudget:
                     w.charge(0, now, None)
 
     def observe(self, cls: str, headers: Mapping[str, str] | None) -> None:
-        """Update `cls`'s windows from a response's rate-limit headers (any case)."""
+        """The calling thread's request was answered (or failed); update `cls`'s windows from
+        the response's rate-limit headers (any case), if any."""
+        with self._lock:
+            self._answered(threading.get_ident(), self._clock())
         if not headers or self.spec.headers == "none":
             return
         h = {str(k).lower(): str(v) for k, v in headers.items()}
@@ -288,7 +337,8 @@ class RateBudget:
         return ClassBudget(self, cls)
 
     def sends(self, window: str) -> list[float]:
-        """Send times still inside `window` (oldest first), for tests and benchmarks."""
+        """Sends still counted by `window`, for tests and benchmarks: the answer times of
+        answered sends (oldest first), then the acquire times of those in flight."""
         with self._lock:
             return self._windows[window].times(self._clock())
 

@@ -145,16 +145,16 @@ def build() -> tuple[list[dict[str, str]], list[dict[str, object]]]:
     return contacts, sample.events
 
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
     contacts, events = build()
-    with (HERE / "contacts.csv").open("w", newline="", encoding="utf-8") as f:
+    with (out / "contacts.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(contacts[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(contacts)
-    with (HERE / "events.jsonl").open("w", encoding="utf-8") as f:
+    with (out / "events.jsonl").open("w", encoding="utf-8") as f:
         for event in events:
             f.write(json.dumps(event, separators=(",", ":")) + "\n")
-    print(f"wrote {len(contacts)} contacts and {len(events)} events to {HERE}")
+    print(f"wrote {len(contacts)} contacts and {len(events)} events to {out}")
 
 
 if __name__ == "__main__":

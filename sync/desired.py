@@ -253,3 +253,11 @@ def schema_spec(provider: Provider, defs: Sequence[TargetDef], group: str = "seg
             ftype = "list" if provider == "klaviyo" else "string"
         fields.append(FieldSpec(t.name, ftype, t.label or t.name, t.options))
     return SchemaSpec(tuple(fields), tuple(t.name for t in defs if t.is_list), group)
+
+
+def schema_specs(project: Project) -> dict[str, SchemaSpec]:
+    """The ``SchemaSpec`` of every enabled destination (for ``connector.ensure_schema``)."""
+    return {
+        provider: schema_spec(provider, targets(project, mapping), mapping.property_group)
+        for provider, mapping in project.config.destinations.enabled().items()
+    }

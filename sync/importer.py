@@ -242,9 +242,11 @@ def _properties(row: Row, extra: list[str], declared: dict[str, Any], from_text:
     if raw is not None and not isinstance(raw, dict):
         reasons.append("properties must be a JSON object")
         raw = None
-    cells = [(k[len(PROP_PREFIX):], row[k]) for k in extra if k.startswith(PROP_PREFIX)]
-    for name, value, text in [*((k, v, False) for k, v in (raw or {}).items()),
-                              *((k, v, from_text) for k, v in cells)]:
+    items: list[tuple[str, Any, bool]] = [(k, v, False) for k, v in (raw or {}).items()]
+    if extra:
+        items += [(k[len(PROP_PREFIX):], row[k], from_text) for k in extra
+                  if k.startswith(PROP_PREFIX)]
+    for name, value, text in items:
         if value is None or (text and value == ""):
             continue
         type_ = declared.get(name)

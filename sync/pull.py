@@ -12,7 +12,8 @@ anything else is done with them. Network reads happen between transactions, neve
 
 Mapping (attributes, event types, value forms): :mod:`sync.pull_map`. Events of a type that
 is not declared are skipped and counted; events whose contact is unknown create it
-(:func:`sync.identity.resolve_refs`).
+(:func:`sync.identity.resolve_refs`). Records and events of a forgotten person (a suppressed
+email, external id or provider id, :mod:`sync.service.forget`) are skipped and counted.
 
 A provider failure (:class:`~connectors.errors.ConnectorError`, after the connector's own
 retries) ends that source's pull, is recorded in its summary, and the other sources are still
@@ -95,6 +96,7 @@ class SourceSummary:
     contacts_updated: int = 0
     contacts_unchanged: int = 0
     contacts_archived: int = 0
+    contacts_suppressed: int = 0  # records of forgotten people: not stored
     identities_linked: int = 0
     merged: int = 0
     conflicts: list[str] = field(default_factory=list)
@@ -105,6 +107,7 @@ class SourceSummary:
     events_skipped: int = 0  # type not declared
     events_unresolved: int = 0  # no known contact id and no valid email
     contacts_from_events: int = 0
+    events_suppressed: int = 0
     skipped_types: dict[str, int] = field(default_factory=dict)
     invalid_values: dict[str, int] = field(default_factory=dict)  # attribute or type.property
     error: str | None = None
@@ -223,6 +226,7 @@ class _SourcePull:
         self._stream("contacts", pages, self._store_contacts, from_start=False)
 
     def events(self, full: bool) -> None:
+        self.ref_cache: identity.RefCache = {}  # no contacts page runs until the stream ends
         self._stream("events", self.connector.pull_events, self._store_events, from_start=full)
 
     def _store_contacts(self, conn: Connection, records: list[Contact]) -> None:
@@ -230,6 +234,10 @@ class _SourcePull:
         s.contact_pages += 1
         s.contacts_seen += len(records)
         pulled = [self.smap.contact(r, self.tally) for r in records]
+        gone = _suppressed(conn, self.provider, [(p.provider_id, p.email, p.external_id) for p in pulled])
+        if gone:
+            pulled = [p for n, p in enumerate(pulled) if n not in gone]
+            s.contacts_suppressed += len(gone)
         s.contacts_archived += sum(p.archived for p in pulled)
         out = identity.upsert_pulled_contacts(conn, self.provider, pulled, self.now(), match=self.match)
         s.contacts_new += out.new
@@ -256,8 +264,13 @@ class _SourcePull:
         stored = _stored_ids(conn, self.provider, list(typed))
         s.events_duplicate += len(stored)
         fresh = [pair for eid, pair in typed.items() if eid not in stored]
+        gone = _suppressed(conn, self.provider, [(e.contact.provider_id, identity.normalised_email(
+            e.contact.email), None) for e, _ in fresh])
+        if gone:
+            fresh = [pair for n, pair in enumerate(fresh) if n not in gone]
+            s.events_suppressed += len(gone)
         ids, created = identity.resolve_refs(conn, self.provider, [e.contact for e, _ in fresh],
-                                             self.now())
+                                             self.now(), self.ref_cache)
         s.contacts_from_events += created
         rows = []
         for (event, event_type), contact_id in zip(fresh, ids, strict=True):
@@ -271,6 +284,19 @@ class _SourcePull:
         inserted = repo.insert_events(conn, rows)
         s.events_new += inserted
         s.events_duplicate += len(rows) - inserted
+
+
+def _suppressed(conn: Connection, provider: str,
+                keys: Sequence[tuple[str | None, str | None, str | None]]) -> set[int]:
+    """Positions of the ``(provider id, email, external id)`` keys of a forgotten person
+    (:mod:`sync.service.forget`): such records and events are never stored again."""
+    from sync.service.forget import suppressed
+
+    hits = [suppressed(conn, kind, {k[n] for k in keys if k[n]})
+            for n, kind in enumerate((provider, "email", "external_id"))]
+    if not any(hits):
+        return set()
+    return {i for i, key in enumerate(keys) if any(key[n] in hits[n] for n in range(3) if key[n])}
 
 
 def _stored_ids(conn: Connection, source: str, ids: Sequence[str]) -> set[str]:

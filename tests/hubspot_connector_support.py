@@ -173,8 +173,9 @@ def _partial(handler: Any) -> Any:
             return resp  # type: ignore[no-any-return]
         errors = out.setdefault("errors", [])
         for inp in failed:
-            errors.append({"status": "error", "category": "INTERNAL_ERROR", "message": "injected partial failure",
-                           "context": {"ids": [str(inp["id"])]}, "errors": [], "links": {}})  # fmt: skip
+            errors.append({"status": "error", "category": "INTERNAL_ERROR",
+                           "message": "injected partial failure", "context": {"ids": [str(inp["id"])]},
+                           "errors": [], "links": {}})  # fmt: skip
         out["numErrors"] = len(errors)
         return Response.json(207, out, headers={k: v for k, v in resp.headers.items() if k != "Content-Type"})
 

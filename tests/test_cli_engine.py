@@ -80,16 +80,18 @@ def test_rejected_rows_exit_2_and_good_rows_are_kept(small: Path, tmp_path: Path
         '{"email": "a@x.io", "type": "opened_email", "timestamp": "2025-01-01T00:00:00Z"}\n'
         '{"email": "a@x.io", "type": "opened", "timestamp": "2025-01-01T00:00:00Z"}\n'
         '{"email": "a@x.io", "type": "opened_email", "timestamp": "2025-01-01T00:00:00"}\n'
-        "not json\n",
+        "not json\n"
+        '{"email": "[/]a@x.io", "type": "opened_email", "timestamp": "2025-01-01T00:00:00Z"}\n',
         encoding="utf-8",
     )
     code, out, err = run(capsys, "--config", str(small), "import", "events", str(data))
     assert code == 2
-    assert "4 rows: 1 new, 0 already stored, 3 rejected" in out
+    assert "5 rows: 1 new, 0 already stored, 4 rejected" in out
     assert f"{data}:2: unknown event type 'opened'" in err
     assert f"{data}:3: timestamp: timestamp '2025-01-01T00:00:00' has no UTC offset" in err
     assert f"{data}:4: invalid JSON" in err
-    assert "3 of 4 rows rejected, the others were stored" in err
+    assert f"{data}:5: invalid email '[/]a@x.io'" in err  # printed as is, not as markup
+    assert "4 of 5 rows rejected, the others were stored" in err
     assert _store_counts(small)["events"] == 1
 
 

@@ -172,7 +172,9 @@ def test_email_events_are_mapped_and_pulled_incrementally(hs: Stand) -> None:
         hs.state.email_events.add(T0 + 150_000, "OPEN", "person9@example.com", 11)
     now[0] = T0 + 200_000
     again, cursor2 = drain(hc.pull_events(cursor))
-    assert [(e.type, e.contact.email, e.ts) for e in again] == [("email_opened", "person9@example.com", T0 + 150_000)]
+    assert [(e.type, e.contact.email, e.ts) for e in again] == [
+        ("email_opened", "person9@example.com", T0 + 150_000)
+    ]
     params = [e["path"] for e in hs.log("email.events")][-4:]
     assert all(f"startTimestamp={T0 + 100_000 - 5_000}" in p for p in params)
     assert drain(hc.pull_events(cursor2))[0] == []
@@ -204,8 +206,9 @@ def test_unified_events_are_read_when_served(hs: Stand) -> None:
     @hs.app.route("GET", "/events/v3/events", "test.unified.events")
     def unified(req: Request) -> Response:
         served.append(req.query)
-        results = [{"id": f"ev{i}", "eventType": "pe62515_viewed", "objectType": "contact", "objectId": str(i),
-                    "occurredAt": "2023-11-14T22:13:20.000Z", "properties": {"hs_url": "/pricing"}}
+        results = [{"id": f"ev{i}", "eventType": "pe62515_viewed", "objectType": "contact",
+                    "objectId": str(i), "occurredAt": "2023-11-14T22:13:20.000Z",
+                    "properties": {"hs_url": "/pricing"}}
                    for i in range(1, 4)]  # fmt: skip
         return Response.json(200, {"results": results})
 

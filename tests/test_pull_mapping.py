@@ -4,6 +4,7 @@ event types and properties, merges seen in a pull, and the connectors built from
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,48 @@ def test_hubspot_event_types_use_aliases_then_the_connectors_defaults() -> None:
     assert hubspot_event_types(project(extra=extra)) == {
         "OPEN": "opened_email", "BOUNCE": "email_bounced", "DROPPED": "email_bounced",
         "CLICK": "email_clicked"}
+
+
+def test_events_of_an_unknown_profile_over_several_pages_create_one_contact(eval_engine: Engine) -> None:
+    source = FakeConnector("klaviyo", events=[
+        event("klaviyo", str(n), "Opened Email", T0 + n, pid="k9", email="new@example.com" if n % 2 else None)
+        for n in range(7)], page_size=2)
+    s = pull_one(eval_engine, source)
+    assert (s.events_new, s.contacts_from_events, s.event_pages) == (7, 1, 4)
+    (row,) = contacts_table(eval_engine)
+    assert row["email"] == "new@example.com"
+    assert set(events_of(eval_engine).values()) == {row["id"]}
+    assert identities(eval_engine)[("klaviyo", "k9")]["contact_id"] == row["id"]
+
+
+def test_forgotten_people_are_not_pulled_back(eval_engine: Engine) -> None:
+    from sync.service.forget import suppress_keys
+    from sync.store.tx import begin_write
+
+    with begin_write(eval_engine) as conn:
+        suppress_keys(conn, [("email", "Gone@Example.com"), ("klaviyo", "k2"), ("external_id", "cust-3")],
+                      "forget", T0)
+    source = FakeConnector("klaviyo", [
+        contact("klaviyo", "k1", "gone@example.com"), contact("klaviyo", "k2", "other@example.com"),
+        contact("klaviyo", "k3", None, "cust-3"), contact("klaviyo", "k4", "kept@example.com"),
+    ], [event("klaviyo", "1", "Opened Email", T0, pid="k1", email="gone@example.com"),
+        event("klaviyo", "2", "Opened Email", T0, pid="k2"),
+        event("klaviyo", "3", "Opened Email", T0, pid="k4", email="kept@example.com")], page_size=10)
+    s = pull_one(eval_engine, source)
+    assert (s.contacts_suppressed, s.events_suppressed, s.events_new) == (3, 2, 1)
+    assert [r["email"] for r in contacts_table(eval_engine)] == ["kept@example.com"]
+    assert set(identities(eval_engine)) == {("klaviyo", "k4")}
+
+
+def test_the_configuration_in_docs_pull_md_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "pull.md").read_text()
+    text = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    docs_project = load_project_text(text, "docs/pull.md")
+    hubspot = SourceMap.build(docs_project, "hubspot")
+    assert hubspot.attributes["lifecycle_stage"].field == "lifecyclestage"
+    assert SourceMap.build(docs_project, "klaviyo").attributes["plan"].field == "plan"
+    monkeypatch.setenv("HUBSPOT_TOKEN", "pat-x")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_x")
+    with open_connectors(docs_project) as connectors:
+        assert set(connectors) == {"hubspot", "klaviyo"}
+    assert hubspot_event_types(docs_project) == {"OPEN": "opened_email"}

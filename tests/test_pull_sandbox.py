@@ -130,14 +130,19 @@ def test_pull_both_sources_then_only_what_is_new(sandbox: Sandbox, eval_engine: 
     opens = sum(d["kind"] == "email_event" and d["type"] == "OPEN" for d in hs_live)
     orders_and_opens = sum(e["metric"] in ("Opened Email", "Placed Order") for e in kl_live)
     assert opens and orders_and_opens and new_contacts
+    gone = next(pid for (p, pid), i in ids.items() if p == "hubspot" and i["email"] == person.email)
+    requests.delete(f"{sandbox.hubspot_url}/crm/v3/objects/contacts/{gone}", timeout=10,
+                    headers={"Authorization": f"Bearer {sandbox.hubspot_token}"}).raise_for_status()
 
     second = run(eval_engine, project)
     hs2, kl2 = second.sources["hubspot"], second.sources["klaviyo"]
+    assert hs2.contacts_archived == 1 and identities(eval_engine)[("hubspot", gone)]["archived"] is True
+    assert by_email[person.email]["id"] in {r["id"] for r in contacts_table(eval_engine)}  # kept
     assert (hs2.contacts_new, hs2.events_new, kl2.contacts_new, kl2.events_new) == (
         new_contacts, opens, 0, orders_and_opens)
     # only the records modified since: the changes, and (HubSpot) the contacts whose opens and
     # clicks bumped hs_email_last_*_date
-    assert hs2.contacts_seen <= 6 + 40 and 1 <= kl2.contacts_seen <= 3
+    assert hs2.contacts_seen <= 6 + 40 + 1 and 1 <= kl2.contacts_seen <= 3
     assert len(contacts_table(eval_engine)) == len(rows) + new_contacts
 
     third = run(eval_engine, project)

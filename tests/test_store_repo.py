@@ -21,6 +21,7 @@ __all__ = ["store_url"]
     [
         ("  Ann@Example.COM ", "ann@example.com"),
         ("a.b+tag@sub.example.co.uk", "a.b+tag@sub.example.co.uk"),
+        ("O'Neil@Bücher.de", "o'neil@bücher.de"),
     ],
 )
 def test_normalise_email(raw: str, want: str) -> None:
@@ -28,7 +29,8 @@ def test_normalise_email(raw: str, want: str) -> None:
 
 
 @pytest.mark.parametrize("raw", ["", "ann", "ann@", "@example.com", "ann@example", "a b@x.io",
-                                 "a@@x.io", "a@x..io", "a@.x.io", "x" * 320 + "@x.io"])
+                                 "a@@x.io", "a@x..io", "a@.x.io", "x" * 320 + "@x.io",
+                                 "[b]a@x.io", "a.@x.io", ".a@x.io", "a@-x.io", "a@x.1"])
 def test_invalid_emails(raw: str) -> None:
     with pytest.raises(ValueError, match="invalid email"):
         repo.normalise_email(raw)

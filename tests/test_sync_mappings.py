@@ -13,7 +13,7 @@ from connectors.base import FieldSpec
 from mapping.config import load_project_text
 from mapping.errors import ConfigError
 from mapping.targets import targets
-from sync.desired import assign_variant, encode, schema_spec
+from sync.desired import assign_variant, encode, schema_spec, schema_specs
 from tests.sync_support import CONFIG, project
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "mappings.md"
@@ -65,6 +65,8 @@ def test_targets_and_schema_specs() -> None:
         "field:segsync_segments", "field:is_vip", "field:segsync_tier", "field:vip_since",
         "field:lifetime_value", "field:subject_variant", "list:VIP customers"]
     spec = schema_spec("hubspot", hub)
+    assert schema_specs(proj) == {"hubspot": spec, "klaviyo": schema_spec("klaviyo", targets(
+        proj, proj.config.destinations.klaviyo))}  # type: ignore[arg-type]
     assert spec.lists == ("VIP customers",)
     assert FieldSpec("segsync_segments", "multi", "Segments", ("vip", "big", "pro")) in spec.fields
     assert FieldSpec("segsync_tier", "enumeration", "segsync_tier", ("vip", "big")) in spec.fields

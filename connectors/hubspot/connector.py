@@ -74,6 +74,7 @@ class HubSpotConnector:
         event_slice_ms: int = DAY_MS,
         list_chunk: int = LIST_CHUNK,
         search_cap: int = SEARCH_CAP,
+        push_workers: int = 4,
     ) -> None:
         """`clock` is the wall clock in epoch ms (the end of each event pull, the start of a
         full listing); `budget` is shared by every connector of the same account."""
@@ -86,7 +87,7 @@ class HubSpotConnector:
             email_events=email_events, unified_events=unified_events, overlap_ms=event_overlap_ms,
             clock=clock, slice_ms=event_slice_ms,
         )  # fmt: skip
-        self._fields = PropertyPusher(self.calls, create_missing=create_missing,
+        self._fields = PropertyPusher(self.calls, create_missing=create_missing, workers=push_workers,
                                       max_rounds=self.calls.retry.settings.max_attempts)  # fmt: skip
         self._members = MembershipPusher(self.calls, self.schema, chunk=list_chunk)
 

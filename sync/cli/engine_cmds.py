@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine, select
 
@@ -54,11 +55,12 @@ Format = Annotated[
 
 
 def _out() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    # markup off: file names, keys and values print literally ("[x]" is not a style)
+    return Console(soft_wrap=True, highlight=False, markup=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, soft_wrap=True, highlight=False)
+    return Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 
 
 def as_of_ms(text: str | None) -> int:
@@ -107,7 +109,7 @@ def _print_import(report: ImportReport, as_json: bool) -> None:
     if report.problems and not as_json:
         err = _err()
         for problem in report.problems[:SHOWN_PROBLEMS]:
-            err.print(f"[bold red]rejected:[/] {problem}", markup=True)
+            err.print(f"[bold red]rejected:[/] {escape(str(problem))}", markup=True)
         if report.rejected > SHOWN_PROBLEMS:
             err.print(f"... and {report.rejected - SHOWN_PROBLEMS} more rejected rows (--json lists all)")
 
@@ -293,7 +295,8 @@ def _demo(
     engine = open_store(f"sqlite:///{(directory / 'segsync.db').resolve()}")
     out = _out()
     try:
-        out.print(f"[bold]segsync demo[/] — store {directory / 'segsync.db'}", markup=True)
+        out.print(f"[bold]segsync demo[/] — store {escape(str(directory / 'segsync.db'))}",
+                  markup=True)
         _print_import(importer.import_contacts(engine, project, examples / "contacts.csv"), False)
         _print_import(importer.import_events(engine, project, examples / "events.jsonl"), False)
         at = parse_instant(DEMO_AS_OF)
@@ -303,7 +306,7 @@ def _demo(
         if rarest:
             segment = rarest[0][1]  # explain a member of the smallest segment
             pick = min((r for r in result.results if segment in r.segments), key=lambda r: str(r.key))
-            out.print(f"\n[bold]why is {pick.key} in {segment}?[/]", markup=True)
+            out.print(f"\n[bold]why is {escape(str(pick.key))} in {segment}?[/]", markup=True)
             out.print(explain(engine, project, pick.contact_id, at))
     finally:
         engine.dispose()

@@ -114,6 +114,10 @@ class Plan:
         return {n.name for e in exprs if e is not None for n in walk(self.project, e)
                 if isinstance(n, r.SegmentRef)}
 
+    def stateful_refs(self, expr: r.Expr) -> bool:
+        """Whether ``expr`` references a stateful segment (directly or through others)."""
+        return bool(self._refs([expr]) & self.stateful)
+
     def seg_exprs(self, seg: SegmentDef) -> list[r.Expr | None]:
         return [seg.rule, seg.exclude, *(f.when for f in seg.flags)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,39 @@ class EvaluationResult:
 
     ``sizes`` counts the members among the evaluated contacts; ``entered`` / ``exited`` count the
     membership changes against the stored state (written only when ``persist`` was true).
+
+    ``results`` (every evaluated contact, in contact id order) is built on first access: the
+    whole-population path keeps compact rows and turns them into :class:`ContactResult` objects
+    only when asked (``iter_results()`` streams them without building the list).
     """
 
     as_of_ms: int
-    results: list[ContactResult] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
     entered: dict[str, int] = field(default_factory=dict)
     exited: dict[str, int] = field(default_factory=dict)
+    _results: list[ContactResult] | None = field(default=None, repr=False)
+    _rows: list[Any] = field(default_factory=list, repr=False)
+    _build: Callable[[Any], ContactResult] | None = field(default=None, repr=False)
+
+    @property
+    def results(self) -> list[ContactResult]:
+        if self._results is None:
+            self._results = list(self.iter_results())
+            self._rows, self._build = [], None
+        return self._results
+
+    @results.setter
+    def results(self, value: list[ContactResult]) -> None:
+        self._results, self._rows, self._build = value, [], None
+
+    def iter_results(self) -> Iterator[ContactResult]:
+        if self._results is not None:
+            yield from self._results
+        elif self._build is not None:
+            build = self._build
+            for row in self._rows:
+                yield build(row)
+
+    def deferred(self, rows: list[Any], build: Callable[[Any], ContactResult]) -> None:
+        """Results to build lazily from compact ``rows``."""
+        self._results, self._rows, self._build = None, rows, build

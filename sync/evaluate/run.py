@@ -9,7 +9,6 @@ one transaction: nothing is written unless the whole evaluation succeeds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, func, select
 
 from mapping.project import Project
 from sync.evaluate.compile import type_of
+from sync.evaluate.full import ensure_math, run_full
 from sync.evaluate.plan import Plan, convert, number, peval
 from sync.evaluate.ranks import compute_cutoffs, load_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
@@ -30,18 +30,6 @@ PREPARED_MAX = 8
 # (project id, store url) -> (project, fingerprint of event types and stored cut-offs, plan, query,
 # field converters): compiled subset plans, reused while the fingerprint holds
 _PREPARED: dict[tuple[int, str], tuple[Project, tuple[Any, ...], Plan, Any, dict[str, Any]]] = {}
-
-
-def ensure_math(conn: Connection) -> None:
-    """Register ``power`` on SQLite builds compiled without math functions."""
-    if conn.dialect.name != "sqlite":
-        return
-    raw: Any = conn.connection.driver_connection
-    try:
-        raw.execute("SELECT power(2, 1)").fetchone()
-    except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no such function
-        raw.create_function("power", 2, lambda a, b: None if a is None or b is None else math.pow(a, b),
-                            deterministic=True)
 
 
 class Evaluation:
@@ -178,6 +166,11 @@ def run_evaluation(engine: Engine, project: Project, as_of_ms: int,
     out.entered = dict.fromkeys(project.segments, 0)
     out.exited = dict.fromkeys(project.segments, 0)
     with (begin_write(engine) if persist else engine.connect()) as conn:
+        if contact_ids is None:
+            full = run_full(conn, project, as_of_ms, persist)
+            if not persist:
+                conn.rollback()
+            return full
         ev = Evaluation(conn, project, as_of_ms, contact_ids, persist)
         writer = Writer(conn, as_of_ms)
         empty = ContactState()

@@ -20,6 +20,7 @@ documented empty values (count 0, exists false).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     exists,
     false,
     func,
@@ -49,7 +51,7 @@ from sqlalchemy.sql.type_api import TypeEngine
 from mapping.project import Project
 from mapping.rules import ast as r
 from sync.evaluate.compile import Col, ExprCompiler, as_of_param, window_condition
-from sync.store.schema import BigId, events
+from sync.store.schema import BigId, contacts, events
 
 
 @dataclass
@@ -76,6 +78,7 @@ class TraitTables:
         self._types: dict[str, _TypeTraits] = {}
         self.alias = events.alias("e")
         self.tables: dict[str, FromClause] = {}
+        self.wide: Table | None = None
         self._counter = 0
 
     # ------------------------------------------------------------------ registration
@@ -176,9 +179,9 @@ class TraitTables:
         rule = score.points[key.index]
         window = r.Window("within", score.window_ms) if score.window_ms is not None else None
         parts = self._cond(rule.event, window, rule.where)
-        if score.half_life_ms:
-            age = as_of_param() - self.alias.c.ts
-            weight: Col = func.power(0.5, age * 1.0 / float(score.half_life_ms))
+        if score.half_life_ms:  # 0.5 ** (age / half_life), in floating point on every engine
+            age = cast(self.alias.c.ts - as_of_param(), Float)
+            weight: Col = func.exp(age * literal(math.log(2) / score.half_life_ms, Float))
         else:
             weight = literal(1.0)
         return func.sum(case((and_(*parts), weight)) if parts else weight)
@@ -218,8 +221,11 @@ class TraitTables:
         self.tables = {ev: sel.subquery(f"tt_{i}")
                        for i, (ev, (sel, _)) in enumerate(self.selects(subset).items())}
 
-    def materialise(self, conn: Connection, as_of_ms: int) -> list[Table]:
-        """Whole-population path: each trait table becomes a temporary table."""
+    def materialise(self, conn: Connection, as_of_ms: int, hint: str | None = None) -> list[Table]:
+        """Whole-population path: each trait table becomes a temporary table, then all of them
+        one *wide* temporary table keyed by contact id (``self.wide``), which every later
+        contact-level query joins once. ``hint`` (SQLite) pins the per-type passes to an index
+        in (type_id, contact_id) order, so each pass streams its GROUP BY without sorting."""
         md = MetaData()
         made: list[Table] = []
         for i, (event, (sel, shape)) in enumerate(self.selects(False).items()):
@@ -229,16 +235,38 @@ class TraitTables:
                           prefixes=["TEMPORARY"])
             table.create(conn)
             made.append(table)
-            conn.execute(insert(table).from_select(["contact_id", *(s[0] for s in shape)], sel),
-                         {"as_of": as_of_ms})
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"ANALYZE {table.name}")
+            stmt = insert(table).from_select(["contact_id", *(s[0] for s in shape)], sel)
+            if hint is not None and self.dialect == "sqlite":
+                sql = str(stmt.params(as_of=as_of_ms).compile(
+                    dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+                conn.exec_driver_sql(sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1))
+            else:
+                conn.execute(stmt, {"as_of": as_of_ms})
             self.tables[event] = table
-        return made
+        if not made:
+            return made
+        cols = [c for t in made for c in t.c if c.name != "contact_id"]
+        wide = Table("segsync_wide", md, Column("contact_id", BigId, primary_key=True),
+                     *(Column(c.name, c.type) for c in cols), prefixes=["TEMPORARY"])
+        wide.create(conn)
+        source: FromClause = contacts
+        for t in made:
+            source = source.outerjoin(t, t.c.contact_id == contacts.c.id)
+        conn.execute(insert(wide).from_select(["contact_id", *(c.name for c in cols)],
+                                              select(contacts.c.id, *cols).select_from(source)))
+        for t in made:
+            t.drop(conn)
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("ANALYZE segsync_wide")
+        self.wide = wide
+        self.tables = dict.fromkeys(self.tables, wide)
+        return [wide]
 
     # ------------------------------------------------------------------ contact level
 
     def joins(self, contacts: FromClause) -> FromClause:
+        if self.wide is not None:
+            return contacts.outerjoin(self.wide, self.wide.c.contact_id == contacts.c.id)
         joined = contacts
         for table in self.tables.values():
             joined = joined.outerjoin(table, table.c.contact_id == contacts.c.id)

@@ -30,7 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sync.store import schema
 from sync.store.errors import StoreError
 
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+# a practical address check (RFC 5322's dot-atom local part, a dotted domain, IDN letters allowed)
+_EMAIL_RE = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\uffff-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\uffff-]+)*"
+    r"@([a-z0-9\u00a0-\uffff]([a-z0-9\u00a0-\uffff-]*[a-z0-9\u00a0-\uffff])?\.)+"
+    r"[a-z\u00a0-\uffff]{2,}"
+)
 _IN_CHUNK = 900  # bound parameters per IN list: well under SQLite's and PostgreSQL's limits
 
 
@@ -43,12 +48,17 @@ def normalise_email(text: str) -> str:
     return email
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT(value)
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """JSON with sorted keys and no spaces: equal values give equal text."""
+    return _CANONICAL(value)
 
 
 def event_content_hash(

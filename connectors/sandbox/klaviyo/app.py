@@ -142,15 +142,16 @@ def _rate_guard(app: KlaviyoApp) -> Callable[[Request, Route], Response | None]:
         if verdict is None:
             return None
         if not verdict.allowed:
-            s = verdict.retry_after_s
+            s = RateLimiter.seconds_text(verdict.retry_after_s)
             return errors.error_response(
                 429,
                 "throttled",
-                f"Request was throttled. Expected available in {s} second{'s' * (s != 1)}.",
+                f"Request was throttled. Expected available in {s} second{'s' * (s != '1')}.",
                 pointer="/data/",
-                headers={"Retry-After": str(s)},
+                headers={"Retry-After": s},
             )
-        req.headers[_RL_HEADER] = f"{verdict.limit},{verdict.remaining},{verdict.reset_s}"
+        reset = RateLimiter.seconds_text(verdict.reset_s)
+        req.headers[_RL_HEADER] = f"{verdict.limit},{verdict.remaining},{reset}"
         return None
 
     return guard

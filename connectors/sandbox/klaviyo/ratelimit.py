@@ -7,13 +7,22 @@ including throttled ones. Non-429 responses carry ``RateLimit-Limit``/``-Remaini
 for the steady window; a 429 carries ``Retry-After`` (whole seconds) and a ``throttled`` error.
 
 Windows are aligned to multiples of their length since the epoch (``clock() // length``), so a
-test with an injected clock knows exactly where a window ends. ``scale`` multiplies the lengths.
+test with an injected clock knows exactly where a window ends. ``scale`` multiplies the lengths,
+and with them the unit of the ``Retry-After`` and ``RateLimit-Reset`` values: the real service
+rounds up to whole seconds, a scaled sandbox to whole multiples of ``scale`` seconds (``0.1``
+at x0.1), so a throttled client waits the same *share* of a window as it would for real
+(whole seconds at x0.1 would turn a 0.1 s burst window's wait into 1 s, a sixth of the scaled
+minute). At scale 1 the values are the usual integers.
+
+``allowed`` counts the requests let through per (operation, steady window number) — the
+ground truth a benchmark compares with the ceiling.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,8 +36,8 @@ class Verdict:
     allowed: bool
     limit: int  # steady limit
     remaining: int  # steady remaining after this request
-    reset_s: int  # seconds until the steady window resets
-    retry_after_s: int  # when throttled: seconds until the blocking window resets
+    reset_s: float  # seconds until the steady window resets (whole units of the scale)
+    retry_after_s: float  # when throttled: seconds until the blocking window resets (idem)
 
 
 class RateLimiter:
@@ -44,11 +53,18 @@ class RateLimiter:
         self.scale = scale
         self.tiers = TIERS if tiers is None else tiers
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (op, window) -> (window no, count)
+        self.allowed: Counter[tuple[str, int]] = Counter()  # (op, steady window no) -> let through
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self.allowed.clear()
+
+    def _units(self, seconds: float) -> float:
+        """`seconds` rounded up to whole units (1 s, or ``scale`` s when scaled)."""
+        units = math.ceil(seconds / self.scale - 1e-9)
+        return max(units, 0) * self.scale if self.scale != 1.0 else float(max(units, 0))
 
     def check(self, operation: str) -> Verdict | None:
         """Count one request to ``operation``; ``None`` when the operation has no limit."""
@@ -58,6 +74,7 @@ class RateLimiter:
         now = self.clock()
         blocked_until: float | None = None
         steady = (tier[1], 0, 0.0)
+        steady_no = 0
         with self._lock:
             for (wname, base), limit in zip(WINDOWS, tier, strict=True):
                 if limit is None:
@@ -72,14 +89,24 @@ class RateLimiter:
                     blocked_until = max(blocked_until or ends, ends)
                 if wname == "steady":
                     steady = (limit, max(limit - count, 0), ends)
-        reset_s = max(math.ceil(steady[2] - now), 0)
-        retry = 0 if blocked_until is None else max(math.ceil(blocked_until - now), 1)
+                    steady_no = number
+            if blocked_until is None:
+                self.allowed[(operation, steady_no)] += 1
+        reset_s = self._units(steady[2] - now)
+        retry = 0.0 if blocked_until is None else max(self._units(blocked_until - now), self._units(1e-9))
         return Verdict(blocked_until is None, steady[0], steady[1], reset_s, retry)
+
+    @staticmethod
+    def seconds_text(seconds: float) -> str:
+        """A header value: ``"25"`` for whole seconds, ``"0.1"`` for a scaled fraction."""
+        if seconds == int(seconds):
+            return str(int(seconds))
+        return f"{seconds:.6f}".rstrip("0").rstrip(".")
 
     @staticmethod
     def headers(v: Verdict) -> dict[str, str]:
         return {
             "RateLimit-Limit": str(v.limit),
             "RateLimit-Remaining": str(v.remaining),
-            "RateLimit-Reset": str(v.reset_s),
+            "RateLimit-Reset": RateLimiter.seconds_text(v.reset_s),
         }
