@@ -49,7 +49,8 @@ def test_changes_go_out_100_records_per_call_in_order(hs: Stand) -> None:
     assert [r.change for r in results] == changes
     assert {r.status for r in results} == {PushStatus.APPLIED}
     bodies = [json.loads(b)["inputs"] for b in hs.bodies("contacts.batch.update")]
-    assert [len(b) for b in bodies] == [100, 100, 100, 100, 50]
+    assert sorted(len(b) for b in bodies) == [50, 100, 100, 100, 100]  # 4 batches in flight: any order
+    bodies.sort(key=lambda b: int(b[0]["id"]))
     assert props(hs, "7")["seg_score"] == "7" and props(hs, "7")["seg_tags"] == "vip;churn"
     assert "city" not in props(hs, "5")
     assert bodies[0][4] == {"id": "5", "properties": {"seg_score": "5", "seg_tags": "vip;churn", "city": ""}}

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from connectors.base import Page
-from connectors.classify import CallKind
 from connectors.errors import MalformedResponse
 from connectors.hubspot.calls import HubSpotCalls, iso_to_ms
 from connectors.hubspot.cursors import ContactCursor
@@ -68,13 +67,13 @@ class ContactPuller:
     # ---- conversion ------------------------------------------------------------------------
 
     def _contact(self, obj: Any, archived: bool = False) -> Contact:
-        cid = getattr(obj, "id", None)
-        props = getattr(obj, "properties", None)
+        cid = dig(obj, "id")
+        props = dig(obj, "properties")
         if not cid or not isinstance(props, dict):
             raise MalformedResponse("hubspot", 200, None, f"a contact without id or properties: {obj!r:.120}")
-        updated = iso_to_ms(props.get(MODIFIED)) or iso_to_ms(getattr(obj, "updated_at", None))
+        updated = iso_to_ms(props.get(MODIFIED)) or iso_to_ms(dig(obj, "updatedAt"))
         if archived:
-            updated = iso_to_ms(getattr(obj, "archived_at", None)) or updated
+            updated = iso_to_ms(dig(obj, "archivedAt")) or updated
         values: dict[str, JsonValue] = {name: props.get(name) for name in self.properties}
         email = props.get("email")
         return Contact("hubspot", str(cid), email=email or None, properties=values,
@@ -84,18 +83,18 @@ class ContactPuller:
 
     def _list_page(self, after: str | None, archived: bool) -> Any:
         api = self.calls.client.crm.contacts.basic_api
-        return self.calls.sdk(
-            lambda: api.get_page(limit=LIST_LIMIT, after=after, properties=self.requested, archived=archived),
-            kind=CallKind.READ,
+        return self.calls.sdk_json(
+            lambda: api.get_page(limit=LIST_LIMIT, after=after, properties=self.requested, archived=archived,
+                                 _preload_content=False),
             what="contacts list" + (" (archived)" if archived else ""),
-        )
+        )  # fmt: skip
 
     def _listing(self, after: str | None, archived: bool) -> Iterator[tuple[list[Any], str | None]]:
         seen: set[str] = set()
         while True:
             response = self._list_page(after, archived)
             nxt = self._paging.next_cursor(response)
-            yield list(getattr(response, "results", None) or []), nxt
+            yield _results(response), nxt
             if nxt is None:
                 return
             if nxt in seen:
@@ -127,9 +126,8 @@ class ContactPuller:
             after=str(after) if after else None,
         )
         api = self.calls.client.crm.contacts.search_api
-        return self.calls.sdk(
-            lambda: api.do_search(public_object_search_request=request),
-            kind=CallKind.READ,
+        return self.calls.sdk_json(
+            lambda: api.do_search(public_object_search_request=request, _preload_content=False),
             what="contacts search",
             endpoint="search",
         )
@@ -139,7 +137,7 @@ class ContactPuller:
         after = 0
         while True:
             response = self._search(filters, sort, after)
-            results = list(getattr(response, "results", None) or [])
+            results = _results(response)
             nxt = dig(response, "paging", "next", "after")
             capped = nxt is not None and int(str(nxt)) >= self.search_cap
             yield results, capped
@@ -163,7 +161,10 @@ class ContactPuller:
             last_mod = iso_to_ms(dig(last, "properties", MODIFIED))
             if last_mod is None or last_mod < low:  # the search ignored its own filter: stop
                 raise MalformedResponse(
-                    "hubspot", 200, None, f"search result {last.id} has {MODIFIED} {last_mod} below {low}"
+                    "hubspot",
+                    200,
+                    None,
+                    f"search result {dig(last, 'id')} has {MODIFIED} {last_mod} below {low}",
                 )
             if last_mod == low:  # a cap's worth of contacts share one instant: drain it by id
                 yield from self._drain_instant(last_mod)
@@ -180,7 +181,7 @@ class ContactPuller:
             for results, stopped in self._window(filters, "hs_object_id"):
                 capped = stopped
                 if results:
-                    last_id = int(str(results[-1].id))
+                    last_id = int(str(dig(results[-1], "id")))
                 yield results
             if not capped:
                 return
@@ -204,6 +205,13 @@ class ContactPuller:
             gone = [self._contact(r, archived=True) for r in results]
             recent = [c for c in gone if c.updated_at is None or c.updated_at >= since]
             yield Page(recent, ContactCursor(mark).dump())
+
+
+def _results(response: Any) -> list[Any]:
+    results = dig(response, "results")
+    if not isinstance(results, list):
+        raise MalformedResponse("hubspot", 200, None, "a contacts page without a 'results' list")
+    return results
 
 
 def _f(name: str, operator: str, value: int) -> dict[str, str]:

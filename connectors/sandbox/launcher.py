@@ -221,10 +221,13 @@ def _start_klaviyo(dataset: Dataset, port: int, rules: list[FaultRule], fseed: i
             raise ValueError("enabled must be true or false")
         if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
             raise ValueError("scale must be a positive number")
+        rescaled = float(scale) != settings.rate_scale
         settings.rate_limits, settings.rate_scale = enabled, float(scale)
         limiter = getattr(app, "limiter", None)
         if limiter is not None:
             limiter.scale = float(scale)
+            if rescaled:  # counts of windows of the old length mean nothing in the new ones
+                limiter.reset()
 
     hooks = ControlHooks(reset=reset, get_rate_limits=get_limits, set_rate_limits=set_limits,
                          live=_live_handler(app))  # fmt: skip

@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Float,
     MetaData,
     String,
     Table,
@@ -47,6 +48,7 @@ from sync.evaluate.compile import Col, type_of
 from sync.evaluate.fullstate import SQL_TYPES, WORD, StateTuples, bit_of
 from sync.evaluate.plan import Plan, convert
 from sync.evaluate.ranks import compute_cutoffs, store_cutoffs
+from sync.evaluate.scores import score_sql
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.state import Writer
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
@@ -114,9 +116,9 @@ class FullRun:
         plan.compile()
         self.temps += plan.traits.materialise(conn, as_of, hint)
         plan.resolver.mode = "final"
-        source = plan.traits.joins(contacts)
+        source = self._derived(plan, plan.traits.joins(contacts))
         for key, spec in plan.resolver.ranks.items():
-            cut = compute_cutoffs(conn, source, spec.build(), spec.n, as_of)
+            cut = compute_cutoffs(conn, source, plan.resolver.x(spec), spec.n, as_of)
             if self.persist:
                 store_cutoffs(conn, key, cut, as_of)
             plan.resolver.cutoffs[key] = cut
@@ -130,6 +132,27 @@ class FullRun:
         for t in reversed(self.temps):
             t.drop(conn)
         return out
+
+    def _derived(self, plan: Plan, source: Any) -> Any:
+        """Scores and ranked values, computed once per contact into ``segsync_derived`` (rules
+        then compare a column instead of re-evaluating the score in every CASE branch)."""
+        res = plan.resolver
+        cols: list[Col] = [score_sql(self.project.scores[n], plan.traits.points, self.conn.dialect.name)
+                           .label(f"s{i}") for i, n in enumerate(sorted(res.scores_used))]
+        keys = sorted(res.ranks)
+        cols += [res.x(res.ranks[k]).label(f"x{i}") for i, k in enumerate(keys)]
+        if not cols:
+            return source
+        derived = self._temp("segsync_derived", Column("contact_id", BigId, primary_key=True),
+                             *(Column(c.name, Float) for c in cols))
+        self.conn.execute(insert(derived).from_select(
+            ["contact_id", *(c.name for c in cols)], select(contacts.c.id, *cols).select_from(source)),
+            {"as_of": self.as_of})
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("ANALYZE segsync_derived")
+        res.score_cols = {n: derived.c[f"s{i}"] for i, n in enumerate(sorted(res.scores_used))}
+        res.rank_x = {k: derived.c[f"x{i}"] for i, k in enumerate(keys)}
+        return source.outerjoin(derived, derived.c.contact_id == contacts.c.id)
 
     # ------------------------------------------------------------------ result table
 

@@ -62,6 +62,14 @@ class LeafResolver:
         self.ranks: dict[str, RankSpec] = {}
         self.cutoffs: dict[str, Cutoffs] = {}
         self.rfm = RfmParts(project.rfm) if project.rfm is not None else None
+        # whole-population path: scores and ranked values materialised once per contact
+        self.scores_used: set[str] = set()
+        self.score_cols: dict[str, Col] = {}
+        self.rank_x: dict[str, Col] = {}
+
+    def x(self, spec: RankSpec) -> Col:
+        """The ranked value of ``spec`` (a materialised column when there is one)."""
+        return self.rank_x[spec.key] if spec.key in self.rank_x else spec.build()
 
     def leaf(self, node: Leaf) -> Col:
         collect = self.mode == "collect"
@@ -89,7 +97,7 @@ class LeafResolver:
         if self.mode == "collect":
             return None
         spec = rank_spec(node, lambda: self.compiler.sql(node.expr))
-        return bucket_compare(spec.build(), self.cutoffs[spec.key], node.n,
+        return bucket_compare(self.x(spec), self.cutoffs[spec.key], node.n,
                               -1 if node.kind == "percentile" else 0, op, value)
 
     def rank_value(self, node: r.Rank) -> tuple[Col, Callable[[Any], int | None]]:
@@ -97,15 +105,18 @@ class LeafResolver:
         spec = rank_spec(node, lambda: self.compiler.sql(node.expr))
         cut = self.cutoffs[spec.key]
         offset = -1 if node.kind == "percentile" else 0
-        return spec.build(), lambda x: bucket_of(x, cut, node.n, offset)
+        return self.x(spec), lambda x: bucket_of(x, cut, node.n, offset)
 
     def _score(self, node: r.ScoreRef | r.TierRef) -> Col:
         score = self.project.scores[node.name]
         if self.mode == "collect":
+            self.scores_used.add(node.name)
             for key in points_keys(score):
                 self.traits.register_points(key)
             return _PLACEHOLDER
-        value = score_sql(score, self.traits.points, self.traits.dialect)
+        value = self.score_cols.get(node.name)
+        if value is None:
+            value = score_sql(score, self.traits.points, self.traits.dialect)
         return value if isinstance(node, r.ScoreRef) else tier_sql(score, value)
 
     def _rank(self, node: r.Rank) -> Col:
@@ -117,7 +128,7 @@ class LeafResolver:
             self.ranks[spec.key] = spec
             self.compiler.sql(node.expr)
             return _PLACEHOLDER
-        return bucket_sql(spec.build(), self.cutoffs[spec.key], node.n,
+        return bucket_sql(self.x(spec), self.cutoffs[spec.key], node.n,
                           offset=-1 if node.kind == "percentile" else 0)
 
     def _rfm(self, node: r.Rfm) -> Col:
@@ -129,7 +140,7 @@ class LeafResolver:
                 self.traits.register_agg(agg)
             self.ranks.update({s.key: s for s in specs.values()})
             return _PLACEHOLDER
-        parts = {p: bucket_sql(s.build(), self.cutoffs[s.key], 5) for p, s in specs.items()}
+        parts = {p: bucket_sql(self.x(s), self.cutoffs[s.key], 5) for p, s in specs.items()}
         if node.part in parts:
             return parts[node.part]
         return rfm_score_sql(parts) if node.part == "score" else rfm_segment_sql(parts)

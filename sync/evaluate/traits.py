@@ -235,13 +235,14 @@ class TraitTables:
                           prefixes=["TEMPORARY"])
             table.create(conn)
             made.append(table)
-            stmt = insert(table).from_select(["contact_id", *(s[0] for s in shape)], sel)
+            names = ["contact_id", *(s[0] for s in shape)]
             if hint is not None and self.dialect == "sqlite":
-                sql = str(stmt.params(as_of=as_of_ms).compile(
-                    dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-                conn.exec_driver_sql(sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1))
+                stmt = insert(table).from_select(names, sel.params(as_of=as_of_ms))
+                sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+                sql = sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1)
+                conn.exec_driver_sql(sql)
             else:
-                conn.execute(stmt, {"as_of": as_of_ms})
+                conn.execute(insert(table).from_select(names, sel), {"as_of": as_of_ms})
             self.tables[event] = table
         if not made:
             return made

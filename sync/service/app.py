@@ -254,9 +254,13 @@ def serve(project: Project, host: str | None = None, port: int | None = None, *,
     settings = ServiceSettings.from_project(project)
     engine = engine or open_project_store(project)
     app = create_app(engine, project, settings, hook=hook, worker_delay_s=worker_delay_s)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP
+    # (without it a response's body waits ~40 ms behind its headers: Nagle + delayed ACK)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections wait in the backlog until the app has started
     bound = sock.getsockname()[1]
     if on_listening is not None:
         on_listening(f"http://{host}:{bound}")

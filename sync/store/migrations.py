@@ -59,11 +59,22 @@ def _v4_inbox_and_suppressions(conn: Connection) -> None:
     schema.suppressions.create(conn)
 
 
+def _v5_events_type_first_index(conn: Connection) -> None:
+    # sync.evaluate (engine engineer): a whole-population trait pass reads one event type in
+    # contact order from one contiguous index range (streaming GROUP BY, no sort); the subset
+    # path still seeks (type_id, contact_id). IF NOT EXISTS: bench stores may already have it.
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_type_contact_ts "
+                      "ON events (type_id, contact_id, ts, value)"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE events"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the tables", _v1_create_tables),
     Migration(2, "index identities by email", _v2_identities_email_index),
     Migration(3, "outbox and audit log", _v3_outbox_and_audit),
     Migration(4, "real-time inbox and suppressions", _v4_inbox_and_suppressions),
+    Migration(5, "type-first covering index on events", _v5_events_type_first_index),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

@@ -89,6 +89,8 @@ events = Table(
     Index("ix_events_contact_type_ts", "contact_id", "type_id", "ts", "value"),
     # window-edge scans for exact-time exits: which contacts had an event of type T in (a, b]
     Index("ix_events_type_ts", "type_id", "ts", "contact_id"),
+    # migration 5: whole-population trait passes, one type in contact order (sync.evaluate)
+    Index("ix_events_type_contact_ts", "type_id", "contact_id", "ts", "value"),
 )
 
 memberships = Table(
