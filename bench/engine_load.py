@@ -139,11 +139,11 @@ def load_sqlite_clustered(spec: Spec, log: bool = True) -> Path:
     """Layout study: the events table ``WITHOUT ROWID``, clustered on (type_id, contact_id, ts,
     id), so a per-type pass reads each contact's events with their properties sequentially.
     Built from the ``sorted`` store; the schema's indexes are kept (plus a unique ``id``)."""
-    src = load_sqlite(spec, "sorted", log=log)
     path = DATA / f"engine_{spec.tag}_clustered.db"
     done = path.with_suffix(".done")
     if done.exists():
         return path
+    src = load_sqlite(spec, "sorted", "typefirst", log=log)
     t0 = time.perf_counter()
     path.unlink(missing_ok=True)
     con = sqlite3.connect(src, isolation_level=None)

@@ -119,13 +119,14 @@ class PullSummary:
     started_at: int
     finished_at: int = 0
     sources: dict[str, SourceSummary] = field(default_factory=dict)
+    run_id: int | None = None  # the row in ``runs``
 
     @property
     def ok(self) -> bool:
         return all(s.error is None for s in self.sources.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "full": self.full, "started_at": self.started_at,
+        return {"ok": self.ok, "full": self.full, "run_id": self.run_id, "started_at": self.started_at,
                 "finished_at": self.finished_at,
                 "sources": {name: asdict(s) for name, s in self.sources.items()}}
 
@@ -141,9 +142,12 @@ def pull(
     sources: Sequence[str] | None = None,
     progress: Callable[[PullProgress], None] | None = None,
     *,
+    trigger: str = "manual",
     now: Callable[[], int] = _now_ms,
 ) -> PullSummary:
-    """Pull ``sources`` (default: every connector given) into the store; see the module doc."""
+    """Pull ``sources`` (default: every connector given) into the store; see the module doc.
+    The pull is recorded in ``runs`` (``kind = "pull"``, status ``ok`` / ``partial`` when a
+    source failed, the summary as JSON; a pull that crashed stays ``running``)."""
     chosen = list(sources) if sources else list(connectors)
     missing = [s for s in chosen if s not in connectors]
     if missing:
@@ -153,6 +157,9 @@ def pull(
     summary = PullSummary(full=full, started_at=now())
     with _store_errors("preparing the pull"), begin_write(engine) as conn:
         type_ids = repo.event_type_ids(conn, project.events)
+        summary.run_id = int(conn.execute(schema.runs.insert().values(
+            kind="pull", trigger=trigger, started_at=summary.started_at, status="running",
+        ).returning(schema.runs.c.id)).scalar_one())
     for name in chosen:
         run = _SourcePull(engine, project, connectors[name], maps[name], type_ids, progress, now)
         summary.sources[name] = run.summary
@@ -163,6 +170,10 @@ def pull(
             run.summary.error = str(e)
             LOG.info("pull from %s stopped: %s (the data up to the last page is stored)", name, e)
     summary.finished_at = now()
+    with _store_errors("recording the pull"), begin_write(engine) as conn:
+        conn.execute(schema.runs.update().where(schema.runs.c.id == summary.run_id).values(
+            finished_at=summary.finished_at, status="ok" if summary.ok else "partial",
+            summary=summary.to_json()))
     return summary
 
 

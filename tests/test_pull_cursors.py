@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from connectors.base import Connector
 from mapping.errors import ConfigError
@@ -48,6 +48,12 @@ def klaviyo() -> FakeConnector:
 def run(engine: Engine, *sources: FakeConnector, **kw: Any) -> PullSummary:
     connectors: dict[str, Connector] = {s.provider: s for s in sources}
     return pull(engine, PROJECT, connectors, now=lambda: T0, **kw)
+
+
+def runs(engine: Engine) -> list[tuple[str, str]]:
+    r = schema.runs
+    with engine.connect() as conn:
+        return [(row.kind, row.status) for row in conn.execute(select(r.c.kind, r.c.status).order_by(r.c.id))]
 
 
 def expected_state() -> tuple[set[str | None], set[tuple[str, str]]]:
@@ -129,6 +135,7 @@ def test_a_crash_after_a_committed_page_resumes_without_loss_or_duplicates(
 
     with pytest.raises(Crash):
         run(eval_engine, *sources, progress=crash)
+    assert runs(eval_engine) == [("pull", "running")]  # it never finished
     last = seen[-1]
     assert json.loads(cursor_of(eval_engine, last.source, last.stream) or "") == {
         "n": sum(len(c) for c in _delivered(sources, last))}
@@ -182,6 +189,7 @@ def test_a_provider_failure_stops_its_source_only(eval_engine: Engine) -> None:
     broken.fail_after = None
     assert run(eval_engine, broken).ok
     assert_complete(eval_engine)
+    assert runs(eval_engine) == [("pull", "partial"), ("pull", "ok")]
 
 
 def test_sources_selects_and_an_unconfigured_source_is_a_config_error(eval_engine: Engine) -> None:

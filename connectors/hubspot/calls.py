@@ -80,7 +80,9 @@ class HubSpotCalls:
         """Run one SDK call under the retry policy and the budget of `endpoint`."""
         return self.retry.call(fn, kind=kind, what=what, budget=self.budget.bind(endpoint))
 
-    def sdk_json(self, fn: Callable[[], Any], *, what: str, endpoint: str = "default") -> dict[str, Any]:
+    def sdk_json(
+        self, fn: Callable[[], Any], *, what: str, endpoint: str = "default", kind: CallKind = CallKind.READ
+    ) -> dict[str, Any]:
         """A read through the SDK called with ``_preload_content=False``: the JSON object of the
         answer, parsed here. The SDK's model deserialisation (``dateutil`` on every instant) costs
         more CPU than the request itself on large pages."""
@@ -95,7 +97,7 @@ class HubSpotCalls:
                 raise MalformedResponse(PROVIDER, raw.status, None, f"{what}: not a JSON object")
             return body
 
-        return self.sdk(fetch, kind=CallKind.READ, what=what, endpoint=endpoint)
+        return self.sdk(fetch, kind=kind, what=what, endpoint=endpoint)
 
     def get_json(self, path: str, params: Mapping[str, Any], *, what: str) -> dict[str, Any]:
         """GET `path` (with ``requests``) under the policy; the JSON object it answered."""

@@ -50,6 +50,7 @@ from connectors.hubspot.batch import (
     stop_on,
 )
 from connectors.hubspot.calls import HubSpotCalls
+from connectors.paginate import dig
 from connectors.records import Change, ChangeOp, JsonValue, PushResult
 
 __all__ = ["PropertyPusher", "wire_value"]
@@ -147,8 +148,10 @@ class PropertyPusher:
                 for i in batch
             ]
             body: Any = BatchInputSimplePublicObjectBatchInputUpsert(inputs=upserts)
-            return self.calls.sdk(
-                lambda: api.upsert(body), kind=CallKind.IDEMPOTENT_WRITE, what="contacts batch upsert"
+            return self.calls.sdk_json(
+                lambda: api.upsert(body, _preload_content=False),
+                kind=CallKind.IDEMPOTENT_WRITE,
+                what="contacts batch upsert",
             )
         updates = [
             SimplePublicObjectBatchInput(
@@ -157,8 +160,10 @@ class PropertyPusher:
             for i in batch
         ]
         body = BatchInputSimplePublicObjectBatchInput(inputs=updates)
-        return self.calls.sdk(
-            lambda: api.update(body), kind=CallKind.IDEMPOTENT_WRITE, what="contacts batch update"
+        return self.calls.sdk_json(
+            lambda: api.update(body, _preload_content=False),
+            kind=CallKind.IDEMPOTENT_WRITE,
+            what="contacts batch update",
         )
 
 
@@ -216,16 +221,16 @@ class _Run:
         by_match = {inp.match: inp for inp in batch}
         blamed: dict[str, list[Any]] = {}
         unattributed: list[Any] = []
-        for error in getattr(response, "errors", None) or []:
+        for error in dig(response, "errors") or []:  # type: ignore[attr-defined]
             hits = {i.lower() for i in error_ids(error)} & by_match.keys()
             for match in hits:
                 blamed.setdefault(match, []).append(error)
             if not hits:
                 unattributed.append(error)
         returned = set()
-        for obj in getattr(response, "results", None) or []:
-            returned.add(str(getattr(obj, "id", "")))
-            email = (getattr(obj, "properties", None) or {}).get("email")
+        for obj in dig(response, "results") or []:  # type: ignore[attr-defined]
+            returned.add(str(dig(obj, "id")))
+            email = dig(obj, "properties", "email")
             if email:
                 returned.add(str(email).lower())
         for inp in batch:

@@ -135,6 +135,7 @@ class ExprCompiler:
         self.resolver = resolver
         self.event_table = event_table
         self.event = event
+        self.attr_cols: dict[str, Col] = {}  # attributes already extracted (whole-population path)
 
     def for_event(self, table: FromClause, event: str) -> ExprCompiler:
         """A compiler for filters over rows of ``table`` of event type ``event``."""
@@ -151,6 +152,8 @@ class ExprCompiler:
         if isinstance(node, r.Attr):
             if self.contacts is None:
                 raise RuleError(f"contact attribute {node.name!r} cannot be used in an event filter")
+            if node.name in self.attr_cols:
+                return self.attr_cols[node.name]
             return self._json(self.contacts.c.attributes, node.name, self.type(node))
         if isinstance(node, r.Prop):
             if self.event_table is None:
@@ -219,6 +222,12 @@ class ExprCompiler:
         if self.dialect == "postgresql":
             return func.json_typeof(col[key]).in_(kinds)
         return func.json_type(col, f'$."{key}"').in_(kinds)
+
+    def attribute(self, name: str) -> Col:
+        """A (non-list) contact attribute read from the JSON column, typed."""
+        if self.contacts is None:
+            raise RuleError(f"contact attribute {name!r} cannot be used in an event filter")
+        return self._json(self.contacts.c.attributes, name, self.project.attributes[name])
 
     def _json(self, col: Any, key: str, typ: r.Type) -> Col:
         elem = col[key]

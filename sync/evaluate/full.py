@@ -141,10 +141,14 @@ class FullRun:
                            .label(f"s{i}") for i, n in enumerate(sorted(res.scores_used))]
         keys = sorted(res.ranks)
         cols += [res.x(res.ranks[k]).label(f"x{i}") for i, k in enumerate(keys)]
-        if not cols:
+        attrs = [n for n, t in self.project.attributes.items() if t is not r.Type.LIST]
+        acols = [plan.compiler.attribute(n).label(f"at{i}") for i, n in enumerate(attrs)]
+        if not cols and not acols:
             return source
         derived = self._temp("segsync_derived", Column("contact_id", BigId, primary_key=True),
-                             *(Column(c.name, Float) for c in cols))
+                             *(Column(c.name, Float) for c in cols),
+                             *(Column(c.name, _ddl_type(c.type)) for c in acols))
+        cols += acols
         self.conn.execute(insert(derived).from_select(
             ["contact_id", *(c.name for c in cols)], select(contacts.c.id, *cols).select_from(source)),
             {"as_of": self.as_of})
@@ -152,6 +156,7 @@ class FullRun:
             self.conn.exec_driver_sql("ANALYZE segsync_derived")
         res.score_cols = {n: derived.c[f"s{i}"] for i, n in enumerate(sorted(res.scores_used))}
         res.rank_x = {k: derived.c[f"x{i}"] for i, k in enumerate(keys)}
+        plan.compiler.attr_cols = {n: derived.c[f"at{i}"] for i, n in enumerate(attrs)}
         return source.outerjoin(derived, derived.c.contact_id == contacts.c.id)
 
     # ------------------------------------------------------------------ result table
