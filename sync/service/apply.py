@@ -26,7 +26,7 @@ An item touching a suppressed key does nothing (``suppressed``). Each handler re
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +139,54 @@ class Applier:
         identity.upsert_pulled_contacts(conn, "hubspot", [pulled], now_ms, match=self.match)
         after = _identity(conn, "hubspot", ev.object_id)
         return Applied("applied", (after.contact_id,) if after else ())
+
+    def property_changes(self, conn: Connection, payloads: Sequence[Mapping[str, Any]],
+                         now_ms: int) -> list[Applied]:
+        """A run of ``contact.propertyChange`` items at once: the same outcomes as applying
+        them one by one (in order), with a few bulk statements instead of ~10 per item."""
+        events = [parse_event(p) for p in payloads]
+        smap = self.maps["hubspot"]
+        fields = {spec.field for spec in smap.attributes.values()}
+        oids = list(dict.fromkeys(ev.object_id for ev in events))
+        gone = forget.suppressed(conn, "hubspot", oids)
+        emails = [identity.normalised_email(ev.property_value) for ev in events
+                  if ev.property_name == "email"]
+        gone_emails = forget.suppressed(conn, "email", emails)
+        idents = {oid: ident for oid in oids if (ident := _identity(conn, "hubspot", oid))}
+        merged: dict[str, tuple[str | None, dict[str, Any], bool]] = {}
+        outcomes: list[tuple[str, str | None]] = []
+        for ev in events:
+            name, oid = ev.property_name or "", ev.object_id
+            ident = idents.get(oid)
+            email = ident.email if ident else None
+            if oid in gone:
+                outcomes.append(("suppressed", None))
+                continue
+            if name == "email":
+                email = identity.normalised_email(ev.property_value)
+                if email in gone_emails:
+                    outcomes.append(("suppressed", None))
+                    continue
+            elif ident is None and oid not in merged:
+                outcomes.append(("unknown_record", None))
+                continue
+            elif name not in fields:
+                outcomes.append(("ignored", None))
+                continue
+            before = merged.get(oid, (email, {}, ident.archived if ident else False))
+            props = dict(before[1])
+            if name in fields:
+                props[name] = ev.property_value
+            merged[oid] = (email if name == "email" else before[0], props, before[2])
+            outcomes.append(("applied", oid))
+        records = [smap.contact(Contact(provider="hubspot", provider_id=oid, email=email,
+                                        properties=props, archived=archived), self.tally)
+                   for oid, (email, props, archived) in merged.items()]
+        if records:
+            identity.upsert_pulled_contacts(conn, "hubspot", records, now_ms, match=self.match)
+        after = {oid: ident for oid in merged if (ident := _identity(conn, "hubspot", oid))}
+        return [Applied(word, (after[oid].contact_id,) if oid and oid in after else ())
+                for word, oid in outcomes]
 
     def _privacy(self, conn: Connection, oid: str, now_ms: int) -> Applied:
         ident = _identity(conn, "hubspot", oid)

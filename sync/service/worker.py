@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from mapping.errors import SegsyncError
@@ -54,6 +55,21 @@ def evaluate_hook(engine: Engine, project: Project, clock: Callable[[], int] = _
         evaluate(engine, project, clock(), contact_ids=list(contact_ids))
 
     return hook
+
+
+_ITEM_ERRORS = (SegsyncError, SQLAlchemyError, ValueError, KeyError, TypeError)
+
+
+def _runs(rows: Sequence[Row[Any]]) -> list[list[Row[Any]]]:
+    """Consecutive HubSpot property changes grouped (order kept); every other item alone."""
+    runs: list[list[Row[Any]]] = []
+    for row in rows:
+        bulk = row.source == "hubspot" and row.kind == "contact.propertyChange"
+        if bulk and runs and runs[-1][-1].source == "hubspot" and runs[-1][-1].kind == row.kind:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    return runs
 
 
 class Worker:
@@ -119,15 +135,10 @@ class Worker:
             rows = conn.execute(select(i.c.id, i.c.source, i.c.kind, i.c.payload)
                                 .where(i.c.status == "pending").order_by(i.c.id).limit(self.batch)).all()
             now = self.clock()
-            for row in rows:
-                try:
-                    with conn.begin_nested():
-                        result = self.applier.apply(conn, row.source, row.payload, now)
-                except (SegsyncError, SQLAlchemyError, ValueError, KeyError, TypeError) as e:
-                    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                    result = Applied(f"failed: {reason}"[:32])
-                    LOG.warning("inbox item %d (%s %s) failed: %s", row.id, row.source, row.kind, reason)
-                handled.append((row.id, row.source, result))
+            for run in _runs(rows):
+                results = self._bulk(conn, run, now) if len(run) > 1 else None
+                for row, bulk in zip(run, results or [None] * len(run), strict=True):
+                    handled.append((row.id, row.source, bulk or self._one(conn, row, now)))
             if handled:
                 conn.execute(
                     update(i).where(i.c.id == bindparam("b_id")).values(
@@ -144,6 +155,24 @@ class Worker:
                            {c for _, _, r in handled for c in r.contact_ids})
         self._purge()
         return len(handled)
+
+    def _one(self, conn: Connection, row: Row[Any], now: int) -> Applied:
+        try:
+            with conn.begin_nested():
+                return self.applier.apply(conn, row.source, row.payload, now)
+        except _ITEM_ERRORS as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            LOG.warning("inbox item %d (%s %s) failed: %s", row.id, row.source, row.kind, reason)
+            return Applied(f"failed: {reason}"[:32])
+
+    def _bulk(self, conn: Connection, run: list[Row[Any]], now: int) -> list[Applied] | None:
+        """A run of HubSpot property changes in one go; None (one by one) when it fails."""
+        try:
+            with conn.begin_nested():
+                return self.applier.property_changes(conn, [r.payload for r in run], now)
+        except _ITEM_ERRORS as e:
+            LOG.info("bulk apply of %d property changes failed (%s): one by one", len(run), e)
+            return None
 
     def _run_hook(self, item_ids: Sequence[int], contact_ids: set[int]) -> None:
         c = schema.contacts
