@@ -161,7 +161,7 @@ async def _load(url: str, rate: float, duration: float, events: int, contacts: i
             if status != 200 or json.loads(body).get("new") != events:
                 errors[str(status)] = errors.get(str(status), 0) + 1
             pool.put_nowait(conn)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
             errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
             reader, writer = await asyncio.open_connection(host, int(port))
             opened.append(writer)

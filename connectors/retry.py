@@ -17,7 +17,10 @@
   `connectors.sdk`, or carried by the error), and a 429 slows down every thread of the
   process sharing that budget;
 - each attempt is logged (what, attempt number, error class, status, request id, wait);
-  messages are redacted and the call's arguments are never logged.
+  messages are redacted and the call's arguments are never logged. Giving up is a WARNING,
+  except for a status the caller named in ``expected`` (e.g. ``expected=(404,)`` for "look
+  the list up by name; it may not exist yet"): that outcome is part of the caller's plan and
+  is logged at DEBUG. The error is raised all the same.
 
 The last error is re-raised as itself (a `ConnectorError`), never as tenacity's
 ``RetryError``. SDK retries are switched off (`connectors.sdk`) so nothing retries twice.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -113,8 +116,10 @@ class RetryPolicy:
         kind: CallKind,
         what: str,
         budget: BudgetLike | None = None,
+        expected: Collection[int] = (),
     ) -> T:
-        """Run `fn` under the policy; `what` names the call in logs (no data, no secrets)."""
+        """Run `fn` under the policy; `what` names the call in logs (no data, no secrets).
+        A final error whose status is in `expected` is logged at DEBUG, not WARNING."""
         settings = self.settings
         start = self._clock()
         label = f"{self.provider} {what}"
@@ -162,7 +167,8 @@ class RetryPolicy:
         try:
             return retrying(attempt)
         except ConnectorError as exc:
-            self._log.warning("%s: giving up: %s", label, _describe(exc))
+            level = logging.DEBUG if exc.status is not None and exc.status in expected else logging.WARNING
+            self._log.log(level, "%s: giving up: %s", label, _describe(exc))
             raise
 
 

@@ -4,7 +4,8 @@
 with ``tomllib``, validate its shape with the pydantic models of :mod:`mapping.models`, then
 parse and type-check every rule (:mod:`mapping.definitions`). Every problem — TOML syntax, a
 wrong key type, a misspelt key, an inline secret, a rule that does not parse or type-check, a
-reference cycle — is collected and raised at once as one :class:`ConfigError`, each with its
+reference cycle, a source attribute map naming an undeclared attribute (:mod:`mapping.sources`)
+— is collected and raised at once as one :class:`ConfigError`, each with its
 ``file:line:column``, TOML path, reason and "did you mean" where one helps.
 
 This is the only module of ``mapping`` that does I/O (it reads the config file).
@@ -28,6 +29,7 @@ from mapping.destinations import check_references
 from mapping.errors import ConfigError, Location, Problem
 from mapping.project import Project
 from mapping.rules.source import did_you_mean
+from mapping.sources import attribute_map_problems, raw_attribute_maps
 from mapping.tomlpos import PathPart, format_path, scan
 
 SECRET_KEYS = frozenset({"token", "api_key", "secret", "password", "signing_secret", "client_secret"})
@@ -82,6 +84,9 @@ def _load(text: str, name: str, path: Path | None, base_dir: Path) -> Project:
     if config is not None:
         problems += [Problem(where.location(p, value=True), m, did_you_mean(str(_get(data, p)), c))
                      for p, m, c in check_references(config)]
+    maps = raw_attribute_maps(data)
+    if maps is not None:
+        problems += attribute_map_problems(*maps, locate=where.location)
     project, rule_problems = build_project(data, config, where, path, base_dir)
     problems += rule_problems
     if problems or project is None:

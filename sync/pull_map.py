@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.records import Contact, Event, JsonValue
-from mapping.errors import ConfigError, Location, Problem
+from mapping.errors import ConfigError
 from mapping.project import Project
 from mapping.rules.ast import Type
-from mapping.rules.source import did_you_mean
+from mapping.sources import attribute_map_problems
 from sync.identity import PulledContact, normalised_email
 from sync.import_values import number, parse_date, parse_instant
 
@@ -144,11 +144,7 @@ class SourceMap:
         """The map of ``provider`` in ``project``; ConfigError for an unknown attribute."""
         source = getattr(project.config.sources, provider, None)
         explicit: Mapping[str, str] = getattr(source, "attributes", None) or {}
-        problems = [
-            Problem(Location(path=f"sources.{provider}.attributes.{name}"),
-                    f"{name!r} is not a declared attribute", did_you_mean(name, project.attributes))
-            for name in explicit if name not in project.attributes
-        ]
+        problems = attribute_map_problems({provider: explicit}, project.attributes)
         if problems:
             raise ConfigError(problems=problems)
         attrs = {

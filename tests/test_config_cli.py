@@ -50,6 +50,9 @@ def test_validate_ok_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixt
         pytest.param(GOOD + "[segments.bad]\nflags = [{ when = 'agee > 1', points = 1 }]\n",
                      "config.toml:21:20 segments.bad.flags[0].when: unknown attribute or trait 'agee' "
                      "(did you mean 'age'?)", id="rule problem"),
+        pytest.param(GOOD + "[sources.hubspot.attributes]\nsignup_dat = \"createdate\"\n",
+                     "config.toml:21:1 sources.hubspot.attributes.signup_dat: 'signup_dat' is not a "
+                     "declared attribute (did you mean 'signup_date'?)", id="source attribute map"),
     ],
 )
 def test_validate_reports_problems_and_exits_2(

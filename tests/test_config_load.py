@@ -154,6 +154,20 @@ def test_rule_hash_follows_the_canonical_text() -> None:
                       'and a unit (ms, s, m, h, d, w), e.g. "24h"'], id="bad duration key"),
         pytest.param("[attributes]\n", "config.toml:11:12: invalid TOML: Cannot declare attributes twice",
                      id="table declared twice"),
+        pytest.param("[sources.klaviyo.attributes]\ncountri = \"location.country\"\n",
+                     ["config.toml:12:1 sources.klaviyo.attributes.countri: 'countri' is not a declared "
+                      "attribute (did you mean 'country'?)"], id="misspelt attribute in a source map"),
+        pytest.param("[sources.hubspot]\nattributes = { agee = \"age\", plan = \"hs_plan\" }\n",
+                     ["config.toml:12:16 sources.hubspot.attributes.agee: 'agee' is not a declared "
+                      "attribute (did you mean 'age'?)",
+                      "config.toml:12:30 sources.hubspot.attributes.plan: 'plan' is not a declared "
+                      "attribute (declare it under [attributes])"], id="undeclared attributes, inline"),
+        pytest.param("[sources.hubspot]\nenabeld = true\n[sources.hubspot.attributes]\nage = \" \"\n",
+                     ["config.toml:12:1 sources.hubspot.enabeld: unknown key 'enabeld' (did you mean "
+                      "'enabled'?)",
+                      "config.toml:14:1 sources.hubspot.attributes.age: attribute 'age' maps to no hubspot "
+                      "field (name the hubspot field it reads, or remove the line)"],
+                     id="blank field, with a shape problem beside it"),
     ],
 )
 def test_shape_problems(extra: str, expected: str | list[str]) -> None:

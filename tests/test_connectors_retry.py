@@ -185,6 +185,26 @@ def test_every_attempt_is_logged_without_secrets(caplog: pytest.LogCaptureFixtur
     assert not any("pat-na1-secret-1234" in line for line in lines)
 
 
+@pytest.mark.parametrize(("expected", "level"), [((), logging.WARNING), ((404,), logging.DEBUG),
+                                                 ((409,), logging.WARNING)])
+def test_an_expected_status_gives_up_quietly(caplog: pytest.LogCaptureFixture, expected: tuple[int, ...],
+                                             level: int) -> None:
+    t = FakeTime()
+    with caplog.at_level(logging.DEBUG, logger="segsync.connectors.retry"), pytest.raises(PermanentError):
+        policy(t).call(Script(api_error(404)), kind=READ, what="get list by name", expected=expected)
+    gave_up = [r for r in caplog.records if "giving up" in r.getMessage()]
+    assert [r.levelno for r in gave_up] == [level]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and level == logging.DEBUG]
+
+
+def test_expected_statuses_do_not_quiet_other_failures(caplog: pytest.LogCaptureFixture) -> None:
+    t = FakeTime()
+    with caplog.at_level(logging.DEBUG, logger="segsync.connectors.retry"), pytest.raises(RetryableError):
+        policy(t, {"max_attempts": 2}).call(Script(api_error(503), api_error(503)), kind=READ, what="get",
+                                            expected=(404,))
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.WARNING] == [logging.WARNING] * 2
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError):
         RetrySettings(max_attempts=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -116,3 +117,14 @@ def test_dry_run_reports_without_writing(hs: Stand) -> None:
     assert hs.control("GET", "/_sandbox/hubspot/lists")["results"] == []
     writes = [e for e in hs.log() if e["method"] in ("POST", "PATCH", "PUT", "DELETE")]
     assert writes == []
+
+
+def test_looking_up_a_list_that_does_not_exist_yet_is_not_a_warning(
+    hs: Stand, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="segsync.connectors"):
+        report = connector(hs).ensure_schema(SchemaSpec(lists=("New list",)))
+    assert report.created_lists == ("New list",)
+    lookups = [r for r in caplog.records if "get list by name: giving up" in r.getMessage()]
+    assert lookups and {r.levelno for r in lookups} == {logging.DEBUG}  # the 404 was expected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

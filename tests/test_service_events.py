@@ -26,7 +26,8 @@ def test_events_are_stored_and_applied_once(svc: Service) -> None:
     second = {**ORDER, "id": None, "ts": NOW - 5, "external_id": "c-2", "email": None}
     r = svc.client.post("/events", json={"events": [ORDER, second]}, headers=AUTH)
     assert r.status_code == 200 and r.json() == {"received": 2, "new": 2}
-    again = svc.client.post("/events", json=[ORDER, second], headers={"Authorization": f"Bearer {EVENTS_KEY}"})
+    bearer = {"Authorization": f"Bearer {EVENTS_KEY}"}
+    again = svc.client.post("/events", json=[ORDER, second], headers=bearer)
     assert again.json() == {"received": 2, "new": 0}
     svc.work()
     with svc.engine.connect() as conn:

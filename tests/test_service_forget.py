@@ -14,7 +14,18 @@ from sync.cli import main
 from sync.service import forget
 from sync.store import repo, schema
 from sync.store.tx import begin_write
-from tests.service_support import CONFIG, ENV, NOW, Service, count, hs_event, kl_body, kl_headers, prop_change, start
+from tests.service_support import (
+    CONFIG,
+    ENV,
+    NOW,
+    Service,
+    count,
+    hs_event,
+    kl_body,
+    kl_headers,
+    prop_change,
+    start,
+)
 
 
 @pytest.fixture
@@ -103,7 +114,8 @@ def test_forget_of_an_unknown_key_still_suppresses(svc: Service) -> None:
     assert "gdpr-delete" in notes[0] and "data-privacy-deletion-jobs" in notes[1]
 
 
-def test_forget_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forget_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     config = tmp_path / "segsync.toml"

@@ -105,7 +105,8 @@ def test_sigkill_between_ack_and_processing(tmp_path: Path) -> None:
     applied = [line for run in (first, second, third) for line in run.log if "inbox item" in line]
     assert len(applied) == 1, applied
     with engine.connect() as conn:
-        assert conn.execute(select(schema.inbox.c.status, schema.inbox.c.outcome)).all() == [("done", "applied")]
+        inbox = conn.execute(select(schema.inbox.c.status, schema.inbox.c.outcome)).all()
+        assert inbox == [("done", "applied")]
         assert conn.execute(select(schema.contacts.c.attributes)).scalar_one() == {"plan": "pro"}
         memberships = conn.execute(select(schema.memberships.c.segment, schema.memberships.c.exited_at)).all()
     assert memberships == [("pro", None)]  # re-evaluated once, by the default hook (sync.evaluate)

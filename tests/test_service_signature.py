@@ -54,7 +54,8 @@ def test_uri_decoding_only_touches_the_listed_escapes(raw: str, decoded: str) ->
 def test_v3_hashes_the_decoded_uri() -> None:
     encoded = "https://www.example.com/hook?email=a%40b.com"
     plain = "https://www.example.com/hook?email=a@b.com"
-    assert hs.signature_v3(SECRET, "POST", encoded, "[]", TS) == hs.signature_v3(SECRET, "POST", plain, "[]", TS)
+    assert hs.signature_v3(SECRET, "POST", encoded, "[]", TS) == hs.signature_v3(
+        SECRET, "POST", plain, "[]", TS)
     sig = hs.signature_v3(SECRET, "POST", plain, "[]", TS)
     headers = {"x-hubspot-signature-v3": sig, "x-hubspot-request-timestamp": str(TS)}
     assert hs.verify(headers, "POST", encoded, b"[]", SECRET, TS) == "v3"
@@ -99,7 +100,8 @@ def test_a_bad_v3_signature_is_not_rescued_by_a_legacy_one() -> None:
 ])
 def test_legacy_versions_only_when_configured(version: str, signature: str) -> None:
     headers = {"x-hubspot-signature": signature, "x-hubspot-signature-version": version}
-    assert hs.verify(headers, "POST", URI, V1_BODY.encode(), SECRET, TS, legacy_versions=(version,)) == version
+    got = hs.verify(headers, "POST", URI, V1_BODY.encode(), SECRET, TS, legacy_versions=(version,))
+    assert got == version
     with pytest.raises(hs.InvalidSignature, match="not accepted"):
         hs.verify(headers, "POST", URI, V1_BODY.encode(), SECRET, TS)
     tampered = V1_BODY.replace("CRM", "API").encode()
@@ -127,7 +129,8 @@ def test_klaviyo_accepts_the_vector_request() -> None:
     (_kl_headers(), KL_BODY, KL_NOW - 5 * 60_000 - 1000, "in the future"),
     (_kl_headers(webhook_id="01HY"), KL_BODY, KL_NOW, "Klaviyo-Webhook-Id does not match"),
     (_kl_headers(ts="yesterday"), KL_BODY, KL_NOW, "unreadable"),
-    ({"klaviyo-timestamp": KL_TS, "klaviyo-webhook-id": "01HX"}, KL_BODY, KL_NOW, "missing klaviyo-signature"),
+    ({"klaviyo-timestamp": KL_TS, "klaviyo-webhook-id": "01HX"}, KL_BODY, KL_NOW,
+     "missing klaviyo-signature"),
 ], ids=["tampered-body", "wrong-secret", "stale", "future", "webhook-id-mismatch", "bad-timestamp",
         "unsigned"])
 def test_klaviyo_rejections(headers: dict[str, str], body: bytes, now: int, reason: str) -> None:

@@ -173,7 +173,8 @@ def test_health_and_metrics(svc: Service) -> None:
     text = svc.client.get("/metrics").text
     assert "segsync_inbox_queue_depth 1\n" in text and "segsync_inbox_lag_seconds 0\n" in text
     assert f'segsync_deliveries_total{{source="hubspot",status="accepted"}} {int(accepted) + 1}' in text
-    assert f'segsync_deliveries_total{{source="hubspot",status="rejected_signature"}} {int(rejected) + 1}' in text
+    label = '{source="hubspot",status="rejected_signature"}'
+    assert f"segsync_deliveries_total{label} {int(rejected) + 1}" in text
     for name in ("segsync_pushes_total", "segsync_push_retries_total", "segsync_rate_limited_total",
                  "segsync_segment_size", "segsync_ack_seconds"):
         assert f"# TYPE {name} " in text

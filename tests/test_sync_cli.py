@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ from sqlalchemy import select
 
 from connectors.records import PushResult
 from mapping.config import load_project
-from sync.cli import main, sync_cmds
+from mapping.project import Project
+from sync import connect
+from sync.cli import main
 from sync.evaluate import evaluate
 from sync.executor import push_pending
 from sync.planning import plan_run
@@ -89,9 +93,55 @@ def test_retry_resends_dead_letters(config: Path, capsys: pytest.CaptureFixture[
     assert summary.dead > 0
     engine.dispose()
     fixed = {"hubspot": FakeConnector("hubspot"), "klaviyo": FakeConnector("klaviyo")}
-    monkeypatch.setattr(sync_cmds, "_connectors", lambda _project: fixed)
+    opened = serve_connectors(monkeypatch, fixed)
     code, out, err = cli(config, capsys, "retry", "--json")
     assert (code, err) == (0, "")
+    assert opened == [["hubspot", "klaviyo"]]  # the enabled destinations, through sync.connect
     result = json.loads(out)
     assert result["requeued"] == summary.dead and result["push"]["hubspot"]["applied"] == summary.dead
     assert fixed["klaviyo"].calls == []
+
+
+def serve_connectors(monkeypatch: pytest.MonkeyPatch, fixed: dict[str, FakeConnector]) -> list[list[str]]:
+    """Make ``sync.connect.open_connectors`` (the one place connectors are built) yield
+    ``fixed``; returns the list of the ``sources`` it is asked for."""
+    asked: list[list[str]] = []
+
+    @contextmanager
+    def fake(project: Project, sources: Sequence[str] | None = None) -> Iterator[dict[str, FakeConnector]]:
+        asked.append(list(sources or []))
+        yield fixed
+
+    monkeypatch.setattr(connect, "open_connectors", fake)
+    return asked
+
+
+def test_retry_refuses_a_destination_without_its_source(config: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGSYNC_TEST_TOKEN", "pat-test")
+    with config.open("a") as f:  # HubSpot is configured as a source, Klaviyo is not
+        f.write('\n[sources.hubspot]\ntoken = "env:SEGSYNC_TEST_TOKEN"\nbase_url = "http://127.0.0.1:9"\n')
+    code, out, err = cli(config, capsys, "retry", "--json")
+    assert (code, out) == (2, "")
+    assert "sources.klaviyo: source 'klaviyo' is not configured or not enabled" in err
+    assert "Traceback" not in err and "pat-test" not in err
+
+
+def test_retry_builds_the_configured_connectors(config: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``open_connectors``: with nothing dead, the connectors are built from
+    ``[sources.*]`` (secrets from the environment), nothing is sent, and they are closed."""
+    from connectors.hubspot import HubSpotConnector
+    from connectors.klaviyo import KlaviyoConnector
+
+    closed: list[dict[str, Any]] = []
+    monkeypatch.setattr(connect, "close_connectors", lambda connectors: closed.append(dict(connectors)))
+    monkeypatch.setenv("SEGSYNC_TEST_TOKEN", "pat-test")
+    with config.open("a") as f:
+        f.write('\n[sources.hubspot]\ntoken = "env:SEGSYNC_TEST_TOKEN"\nbase_url = "http://127.0.0.1:9"\n'
+                '[sources.klaviyo]\napi_key = "env:SEGSYNC_TEST_TOKEN"\nbase_url = "http://127.0.0.1:9"\n')
+    code, out, err = cli(config, capsys, "retry", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["requeued"] == 0
+    assert [{name: type(c) for name, c in cs.items()} for cs in closed] == [
+        {"hubspot": HubSpotConnector, "klaviyo": KlaviyoConnector}]

@@ -13,7 +13,7 @@ Also the small value helpers every module needs: ISO-8601 / epoch-ms conversion.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -76,9 +76,12 @@ class HubSpotCalls:
         self._session = session if session is not None else http_session("segsync")
         self._token = token
 
-    def sdk(self, fn: Callable[[], T], *, kind: CallKind, what: str, endpoint: str = "default") -> T:
-        """Run one SDK call under the retry policy and the budget of `endpoint`."""
-        return self.retry.call(fn, kind=kind, what=what, budget=self.budget.bind(endpoint))
+    def sdk(self, fn: Callable[[], T], *, kind: CallKind, what: str, endpoint: str = "default",
+            expected: Collection[int] = ()) -> T:
+        """Run one SDK call under the retry policy and the budget of `endpoint`; a failure with
+        a status in `expected` is part of the caller's plan (logged at DEBUG, still raised)."""
+        return self.retry.call(fn, kind=kind, what=what, budget=self.budget.bind(endpoint),
+                               expected=expected)
 
     def sdk_json(
         self, fn: Callable[[], Any], *, what: str, endpoint: str = "default", kind: CallKind = CallKind.READ

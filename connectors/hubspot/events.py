@@ -166,7 +166,8 @@ class EventPuller:
             kwargs["occurred_after"] = ms_to_datetime(since)
         if after is not None:
             kwargs["after"] = after
-        return self.calls.sdk(lambda: api.get_page(**kwargs), kind=CallKind.READ, what="unified events")
+        return self.calls.sdk(lambda: api.get_page(**kwargs), kind=CallKind.READ, what="unified events",
+                              expected=(403, 404))  # fmt: skip
 
     def _unified_event(self, obj: Any, name: str) -> Event:
         eid, object_id = getattr(obj, "id", None), getattr(obj, "object_id", None)

@@ -74,8 +74,8 @@ class SchemaManager:
         self.calls = calls
         self.list_ids: dict[str, str] = {}  # list name -> ILS list id, filled as lists are seen
 
-    def _read(self, fn: Callable[[], T], what: str) -> T:
-        return self.calls.sdk(fn, kind=CallKind.READ, what=what)
+    def _read(self, fn: Callable[[], T], what: str, expected: tuple[int, ...] = ()) -> T:
+        return self.calls.sdk(fn, kind=CallKind.READ, what=what, expected=expected)
 
     def _create(self, fn: Callable[[], T], read_back: Callable[[], T | None], what: str) -> T:
         """A non-idempotent create; an ambiguous outcome or a 409 is settled by reading back."""
@@ -156,7 +156,7 @@ class SchemaManager:
         """The list named `name` (case-insensitive, as HubSpot names are unique), or None."""
         api = self.calls.client.crm.lists.lists_api
         try:
-            found = self._read(lambda: api.get_by_name(name, CONTACT_TYPE), "get list by name")
+            found = self._read(lambda: api.get_by_name(name, CONTACT_TYPE), "get list by name", (404,))
         except PermanentError as exc:
             if exc.status == 404:
                 return None

@@ -8,7 +8,9 @@
   [--limit N] [--json] [--jsonl FILE]`` — ``--since`` is ISO-8601 or a duration back from
   now ("7d"); ``--json`` prints one JSON object per line; ``--jsonl FILE`` exports to a file.
 * ``segsync retry [--json]`` — re-plans every dead letter from desired vs acknowledged state
-  and sends what is still needed. Exit 0 when everything was applied, 1 otherwise.
+  and sends what is still needed, through the connectors of the enabled destinations
+  (:func:`sync.connect.open_connectors`: each needs its enabled ``[sources.<provider>]``).
+  Exit 0 when everything was applied, 1 otherwise; 2 on a configuration error.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,7 +32,6 @@ from sync.cli.engine_cmds import AsJson, AsOf, _project, _store, as_of_ms, iso
 
 if TYPE_CHECKING:
     from connectors.base import Connector
-    from mapping.project import Project
     from sync.plan import Plan
 
 
@@ -130,20 +132,26 @@ def register(app: typer.Typer) -> None:
     def retry_cmd(as_json: AsJson = False) -> None:
         """Re-plan the dead letters and send what is still needed."""
         from sync import outbox
+        from sync.connect import open_connectors
         from sync.executor import push_pending
 
         project = _project()
-        engine = _store(project)
-        try:
-            now = int(time.time() * 1000)
-            connectors = _connectors(project)
-            requeued, dropped = outbox.retry_dead(engine, now_ms=now, destinations=list(connectors))
-            run_id = _open_run(engine, now)
-            summary = push_pending(engine, connectors, run_id, trigger="manual",
-                                   max_attempts=project.config.destinations.max_attempts)
-            _close_run(engine, run_id, "ok" if summary.ok else "partial", summary.to_json())
-        finally:
-            engine.dispose()
+        destinations = list(project.config.destinations.enabled())
+        # the destinations' connectors come from [sources.*] (a config error before the store
+        # is touched or anything is sent); no destination: nothing to send, nothing to open
+        opened: AbstractContextManager[dict[str, Connector]] = (
+            open_connectors(project, destinations) if destinations else nullcontext({}))
+        with opened as connectors:
+            engine = _store(project)
+            try:
+                now = int(time.time() * 1000)
+                requeued, dropped = outbox.retry_dead(engine, now_ms=now, destinations=destinations)
+                run_id = _open_run(engine, now)
+                summary = push_pending(engine, connectors, run_id, trigger="manual",
+                                       max_attempts=project.config.destinations.max_attempts)
+                _close_run(engine, run_id, "ok" if summary.ok else "partial", summary.to_json())
+            finally:
+                engine.dispose()
         result = {"requeued": requeued, "dropped": dropped, "push": summary.to_json()}
         if as_json:
             sys.stdout.write(json.dumps(result) + "\n")
@@ -165,30 +173,6 @@ def _print_audit(entries: list[dict[str, Any]]) -> None:
                       e["record_id"], e["target"], json.dumps(e["old_value"]),
                       json.dumps(e["new_value"]), e["status"], e["reason"] or "")
     _out().print(table)
-
-
-def _connectors(project: Project) -> dict[str, Connector]:
-    """A connector per enabled destination, from ``[sources]`` (secrets from the environment)."""
-    from mapping.models import HubSpotSource, KlaviyoSource, resolve_secret
-
-    out: dict[str, Connector] = {}
-    sources = project.config.sources
-    for provider in project.config.destinations.enabled():
-        if provider == "hubspot":
-            from connectors.hubspot import HubSpotConnector
-
-            hub = sources.hubspot or HubSpotSource()
-            out[provider] = HubSpotConnector(resolve_secret(hub.token, "sources.hubspot.token"),
-                                             hub.base_url, hub.properties)
-        else:
-            from connectors.klaviyo.connector import KlaviyoConnector
-
-            kla = sources.klaviyo or KlaviyoSource()
-            metrics = {name: e.aliases["klaviyo"] for name, e in project.config.events.items()
-                       if "klaviyo" in e.aliases}
-            out[provider] = KlaviyoConnector(resolve_secret(kla.api_key, "sources.klaviyo.api_key"),
-                                             kla.base_url, metrics)
-    return out
 
 
 def _open_run(engine: Any, now: int) -> int:

@@ -48,8 +48,8 @@ from sync.evaluate.compile import Col, type_of
 from sync.evaluate.fullstate import SQL_TYPES, WORD, StateTuples, bit_of
 from sync.evaluate.plan import Plan, convert
 from sync.evaluate.ranks import compute_cutoffs, store_cutoffs
-from sync.evaluate.scores import score_sql
 from sync.evaluate.results import ContactResult, EvaluationResult
+from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
 
@@ -218,15 +218,18 @@ class FullRun:
         pcols = [func.sum(case({n: bit_of(self.index[n])[1] for n in names if bit_of(self.index[n])[0] == w},
                                value=m.segment, else_=0)) for w in range(words)]
         if names:
-            conn.execute(insert(prev).from_select(["contact_id", *(f"p{w}" for w in range(words))], select(
-                m.contact_id, *pcols).where(m.exited_at.is_(None), m.segment.in_(names)).group_by(m.contact_id)))
+            open_rows = (select(m.contact_id, *pcols).where(m.exited_at.is_(None), m.segment.in_(names))
+                         .group_by(m.contact_id))
+            pnames = ["contact_id", *(f"p{w}" for w in range(words))]
+            conn.execute(insert(prev).from_select(pnames, open_rows))
         chg = self._temp("segsync_chg", Column("contact_id", BigId, primary_key=True),
                          *(Column(f"{x}{w}", BigInteger) for x in "mp" for w in range(words)))
         now = [fin.c[f"m{w}"] for w in range(words)]
         was = [func.coalesce(prev.c[f"p{w}"], 0) for w in range(words)]
         conn.execute(insert(chg).from_select(
             ["contact_id", *(f"{x}{w}" for x in "mp" for w in range(words))],
-            select(fin.c.contact_id, *now, *was).select_from(fin.outerjoin(prev, prev.c.contact_id == fin.c.contact_id))
+            select(fin.c.contact_id, *now, *was)
+            .select_from(fin.outerjoin(prev, prev.c.contact_id == fin.c.contact_id))
             .where(or_(*(a != b for a, b in zip(now, was, strict=True))))))
         sizes: Counter[str] = Counter()
         for row in conn.execute(select(*now, func.count()).group_by(*now)):
@@ -255,7 +258,7 @@ class FullRun:
         pt = self._temp("segsync_pairs", *(Column(f"{x}{w}", BigInteger) for x in "mp" for w in range(words)),
                         Column("segment", String(128)), Column("enter", BigInteger))
         conn.execute(insert(pt), pairs)
-        on = and_(*(chg.c[c] == pt.c[c] for c in chg.c.keys() if c != "contact_id"))
+        on = and_(*(col == pt.c[col.name] for col in chg.c if col.name != "contact_id"))
         hashes = case({n: s.rule_hash for n, s in project.segments.items()}, value=pt.c.segment)
         entries = (select(chg.c.contact_id, pt.c.segment, literal(self.as_of, BigInteger), hashes)
                    .select_from(chg.join(pt, on)).where(pt.c.enter == 1))
@@ -299,8 +302,9 @@ class FullRun:
             if group.kind != "lifecycle":
                 continue
             new = fin.c[f"gv{k}"]
-            q = (select(fin.c.contact_id, new).select_from(fin.outerjoin(group_state, and_(
-                g.contact_id == fin.c.contact_id, g.group_name == group.name))).where(g.value.is_distinct_from(new)))
+            on = and_(g.contact_id == fin.c.contact_id, g.group_name == group.name)
+            joined = fin.outerjoin(group_state, on)
+            q = select(fin.c.contact_id, new).select_from(joined).where(g.value.is_distinct_from(new))
             for cid, value in conn.execute(q):
                 writer.groups.append({"contact_id": cid, "group_name": group.name, "value": value,
                                       "since": self.as_of})
@@ -313,7 +317,7 @@ class FullRun:
         convs = [(name, conv) for name, (_, conv) in fields.items()]
         cols = [fin.c.contact_id, fin.c.key, *(fin.c[f"m{w}"] for w in range(words)),
                 *(fin.c[c] for c, _ in fields.values())]
-        rows = self.conn.execute(select(*cols).order_by(fin.c.contact_id)).all()
+        rows = list(self.conn.execute(select(*cols).order_by(fin.c.contact_id)).all())
         cache: dict[tuple[int, ...], tuple[str, ...]] = {}
 
         def build(row: Any) -> ContactResult:

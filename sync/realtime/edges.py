@@ -261,7 +261,7 @@ class _Walker:
         lc, rc = _clock(left), _clock(right)
         if lc is not None and rc is not None:
             return  # now vs ago(): a constant
-        for side, other, shift in ((left, right, rc), (right, left, lc)):
+        for side, shift in ((left, rc), (right, lc)):
             if shift is not None:
                 self.shifted(side, shift, scope)
                 self.visit(side, scope)

@@ -52,5 +52,7 @@ def refresh(engine: Engine, project: Project, contact_ids: Sequence[int], as_of_
     result = evaluate(engine, project, as_of_ms, contact_ids=ids)
     plan = plan_run(engine, project, result, full=False, trigger=trigger, run_id=run_id,
                     now_ms=as_of_ms if now_ms is None else now_ms)
-    return Refresh(as_of_ms, len(result.results), dict(result.entered), dict(result.exited),
+    entered = {s: n for s, n in result.entered.items() if n}
+    exited = {s: n for s, n in result.exited.items() if n}
+    return Refresh(as_of_ms, len(result.results), entered, exited,
                    len(plan.changes), len(plan.held), time.perf_counter() - started)

@@ -83,7 +83,8 @@ def _in(col: ColumnElement[Any], lo: int | None, hi: int) -> ColumnElement[bool]
 
 
 def all_contacts(conn: Connection) -> list[int]:
-    return [int(i) for i in conn.execute(select(schema.contacts.c.id).order_by(schema.contacts.c.id)).scalars()]
+    c = schema.contacts.c
+    return [int(i) for i in conn.execute(select(c.id).order_by(c.id)).scalars()]
 
 
 def due_contacts(conn: Connection, edges: TimeEdges, since_ms: int, now_ms: int) -> list[int] | None:

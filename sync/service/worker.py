@@ -60,9 +60,9 @@ def evaluate_hook(engine: Engine, project: Project, clock: Callable[[], int] = _
 _ITEM_ERRORS = (SegsyncError, SQLAlchemyError, ValueError, KeyError, TypeError)
 
 
-def _runs(rows: Sequence[Row[Any]]) -> list[list[Row[Any]]]:
+def _runs(rows: Sequence[Any]) -> list[list[Any]]:
     """Consecutive HubSpot property changes grouped (order kept); every other item alone."""
-    runs: list[list[Row[Any]]] = []
+    runs: list[list[Any]] = []
     for row in rows:
         bulk = row.source == "hubspot" and row.kind == "contact.propertyChange"
         if bulk and runs and runs[-1][-1].source == "hubspot" and runs[-1][-1].kind == row.kind:
@@ -136,8 +136,9 @@ class Worker:
                                 .where(i.c.status == "pending").order_by(i.c.id).limit(self.batch)).all()
             now = self.clock()
             for run in _runs(rows):
-                results = self._bulk(conn, run, now) if len(run) > 1 else None
-                for row, bulk in zip(run, results or [None] * len(run), strict=True):
+                bulk_results = self._bulk(conn, run, now) if len(run) > 1 else None
+                results: Sequence[Applied | None] = bulk_results or [None] * len(run)
+                for row, bulk in zip(run, results, strict=True):
                     handled.append((row.id, row.source, bulk or self._one(conn, row, now)))
             if handled:
                 conn.execute(
