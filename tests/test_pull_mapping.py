@@ -4,6 +4,7 @@ event types and properties, merges seen in a pull, and the connectors built from
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from connectors.hubspot import HubSpotConnector
 from connectors.klaviyo import KlaviyoConnector
 from mapping.config import load_project_text
 from mapping.errors import ConfigError
+from mapping.models import KlaviyoSource
 from mapping.rules.ast import Type
 from sync.connect import build_connectors, hubspot_event_types, open_connectors
 from sync.pull import pull
@@ -105,8 +107,14 @@ def test_klaviyo_field_prefixes_and_misfits_are_counted(eval_engine: Engine) -> 
 
 
 def test_an_unknown_attribute_in_a_source_map_is_a_config_error() -> None:
+    # loading refuses it (mapping.sources, so `segsync validate` reports it with its location)
+    with pytest.raises(ConfigError, match=r"test\.toml:\d+:1 sources\.klaviyo\.attributes\.citi: 'citi'"):
+        project(extra='[sources.klaviyo.attributes]\nciti = "city"\n')
+    # and a Project built some other way is refused before a pull
+    loaded = project()
+    sources = loaded.config.sources.model_copy(update={"klaviyo": KlaviyoSource(attributes={"citi": "city"})})
     with pytest.raises(ConfigError) as info:
-        SourceMap.build(project(extra='[sources.klaviyo.attributes]\nciti = "city"\n'), "klaviyo")
+        SourceMap.build(replace(loaded, config=loaded.config.model_copy(update={"sources": sources})), "klaviyo")
     assert str(info.value) == ("sources.klaviyo.attributes.citi: 'citi' is not a declared attribute "
                                "(did you mean 'city'?)")
 
