@@ -108,7 +108,7 @@ def bench_lists(
 ) -> dict[str, Any]:
     conn.send(("scale", scale))
     conn.recv()
-    base = klaviyo_spec(margin=0.1 * scale)  # the production margin, scaled like the windows
+    base = klaviyo_spec(margin=0.1 * scale, reset_unit=scale)  # production values, scaled like the windows
     windows = {**base.windows, "list_members.burst": WindowSpec(10, 1.0 * scale),
                "list_members.steady": WindowSpec(150, 60.0 * scale),
                "lists_read.burst": WindowSpec(75, 1.0 * scale), "lists_read.steady": WindowSpec(750, 60.0 * scale),  # noqa: E501
@@ -223,7 +223,7 @@ def report(res: dict[str, Any], command: str) -> str:
             f"- list membership: {r['changes']:,} adds ({r['applied']:,} applied, {r['batch']:,} per apply) in {r['calls']} calls "  # noqa: E501
             f"(1,000 ids each), windows scaled x{r['scale']:g} (steady {60 * r['scale']:g} s): sustained "
             f"**{r['sustained_ids_s']:,.0f} ids/s = {100 * r['ratio']:.1f} %** of the ceiling "
-            f"{r['ceiling_ids_s']:,.0f} ids/s over {r['full_windows']} full steady windows (target >= 95 %); "  # noqa: E501
+            f"{r['ceiling_ids_s']:,.0f} ids/s over {r['full_windows']} full steady windows (target >= 95 %); "
             f"**{r['throttled']} x 429 = {100 * r['throttled'] / max(r['calls'], 1):.1f} %** of calls "
             f"(target <= 1 %); calls let through per steady window {r['windows']}; "
             f"overall {r['overall_ids_s']:,.0f} ids/s, {r['seconds']:.1f} s"
@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--parts", default="import,lists,events")
     ap.add_argument("--changes", type=int, default=100_000)
     ap.add_argument("--list-profiles", type=int, default=100_000)
-    ap.add_argument("--lists", type=int, default=12, help="x --list-profiles = changes; 12 = 8 steady windows")
+    ap.add_argument("--lists", type=int, default=12, help="x --list-profiles = the changes pushed")
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--apply-batch", type=int, default=2000, help="changes per apply (sync.executor.BATCH)")
     ap.add_argument("--contacts", type=int, default=14_000, help="data set size (events: ~70 per contact)")
@@ -265,7 +265,9 @@ def main() -> None:
             res["import"] = bench_import(info, parent, args.changes)
             print(res["import"], flush=True)
         if "lists" in parts:
-            res["lists"] = bench_lists(info, parent, args.list_profiles, args.lists, args.scale, args.apply_batch)
+            res["lists"] = bench_lists(
+                info, parent, args.list_profiles, args.lists, args.scale, args.apply_batch
+            )
             print(res["lists"], flush=True)
         if "events" in parts:
             res["events"] = bench_events(info, args.workers)

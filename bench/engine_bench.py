@@ -175,7 +175,8 @@ def run_child(what: str, engine: str, args: argparse.Namespace) -> tuple[Measure
     m = Measure(what, engine, rss_mb=usage.ru_maxrss / 1024, cpu_s=usage.ru_utime + usage.ru_stime)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        m.note = (err.strip().splitlines() or ["failed"])[-1][:150]
+        lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("(Background")]
+        m.note = (lines or ["failed"])[-1][:150]
         return m, {}
     data: dict[str, Any] = json.loads(lines[-1][7:])
     m.seconds = data.get("seconds")

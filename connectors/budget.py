@@ -24,7 +24,14 @@ servers whose windows are a little longer than their nominal length (e.g. counte
 seconds). A request is answered when its thread calls `observe` (`connectors.retry` does so
 after every attempt, response or error) or its next `acquire` (a thread sends one request at
 a time); one never answered (a thread that died in a call) counts as answered
-``_MAX_FLIGHT`` seconds after it was sent.
+``ratewindow.MAX_FLIGHT`` seconds after it was sent.
+
+Windows of servers with **fixed windows that announce their reset** (Klaviyo's steady
+window, ``RateLimit-Reset``) also learn where the server's windows begin, so that after a
+stall of ours the full limit is used again as soon as the server's window has rolled over
+(the sliding log alone would give the skipped slots back only a whole window later); see
+`connectors.ratewindow`. ``BudgetSpec.reset_unit`` is the unit the server rounds its reset to
+(whole seconds for Klaviyo).
 
 Responses keep the model honest (``observe(cls, headers)``):
 
@@ -43,14 +50,14 @@ keyed by (provider, account); they are not shared across processes.
 
 from __future__ import annotations
 
-import bisect
-import math
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from connectors.ratewindow import Window
 
 __all__ = [
     "KLAVIYO_LIMITS",
@@ -65,8 +72,6 @@ __all__ = [
 ]
 
 HeaderStyle = Literal["hubspot", "klaviyo", "none"]
-_EPSILON = 1e-9  # float slack so that a wait computed as expiry - now always suffices
-_MAX_FLIGHT = 300.0  # seconds after which a send never answered counts as answered
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class BudgetSpec:
     classes: Mapping[str, tuple[str, ...]]
     headers: HeaderStyle = "none"
     margin: float = 0.1
+    reset_unit: float = 1.0  # the rounding of the server's reset header, seconds
 
     def __post_init__(self) -> None:
         for cls, names in self.classes.items():
@@ -131,7 +137,9 @@ KLAVIYO_LIMITS: Mapping[str, tuple[int, int, int | None]] = {
 
 
 def klaviyo_spec(
-    overrides: Mapping[str, tuple[int, int, int | None]] | None = None, margin: float = 0.1
+    overrides: Mapping[str, tuple[int, int, int | None]] | None = None,
+    margin: float = 0.1,
+    reset_unit: float = 1.0,
 ) -> BudgetSpec:
     """Klaviyo: one burst (1 s) and one steady (60 s) window per endpoint class, plus a
     rolling 24 h window for the classes with a daily cap."""
@@ -145,83 +153,7 @@ def klaviyo_spec(
             windows[f"{cls}.daily"] = WindowSpec(daily, 86400.0)
             names.append(f"{cls}.daily")
         classes[cls] = tuple(names)
-    return BudgetSpec("klaviyo", windows, classes, headers="klaviyo", margin=margin)
-
-
-class _Window:
-    """Sliding log of answered sends (answer time, count), sorted by time, plus the sends in
-    flight (sender key -> (acquire time, count)). Guarded by the budget's lock."""
-
-    def __init__(self, spec: WindowSpec, margin: float) -> None:
-        self.ceiling = spec.limit
-        self.limit = spec.limit
-        self.seconds = spec.seconds
-        self.span = spec.seconds + margin
-        self.blocked_until = -math.inf
-        self._log: list[tuple[float, int]] = []
-        self._flying: dict[int, tuple[float, int]] = {}
-        self._count = 0  # log + flying
-
-    def _expire(self, now: float) -> None:
-        for key, (ts, n) in list(self._flying.items()):
-            if ts + _MAX_FLIGHT <= now:
-                del self._flying[key]
-                bisect.insort(self._log, (ts + _MAX_FLIGHT, n))
-        cut = 0
-        for ts, n in self._log:
-            if ts + self.span > now + _EPSILON:
-                break
-            cut += 1
-            self._count -= n
-        del self._log[:cut]
-
-    def used(self, now: float) -> int:
-        self._expire(now)
-        return self._count
-
-    def wait(self, n: int, now: float) -> float:
-        """Seconds until `n` more sends fit (0 when they fit now, a lower bound when sends
-        still in flight must be answered first)."""
-        self._expire(now)
-        wait = max(0.0, self.blocked_until - now)
-        excess = self._count + n - self.limit if n <= self.limit else self._count
-        freed = 0
-        for ts, k in self._log:
-            if freed >= excess:
-                break
-            freed += k
-            wait = max(wait, ts + self.span - now)
-        if freed < excess:  # only answers can make room, and nothing answered from now on
-            wait = max(wait, self.span)  # leaves before a whole span has passed
-        return wait
-
-    def record(self, n: int, ts: float, key: int | None = None) -> None:
-        """Count `n` sends: answered at `ts`, or (with a sender `key`) in flight since `ts`."""
-        if key is None:
-            bisect.insort(self._log, (ts, n))
-        else:
-            self.answer(key, ts)
-            self._flying[key] = (ts, n)
-        self._count += n
-
-    def answer(self, key: int, now: float) -> None:
-        """The sends in flight under `key` were answered at `now`."""
-        flying = self._flying.pop(key, None)
-        if flying is not None:
-            bisect.insort(self._log, (max(now, flying[0]), flying[1]))
-
-    def charge(self, remaining: int, now: float, expires_at: float | None) -> None:
-        """Align with a server that says only `remaining` sends are left."""
-        deficit = self.limit - self.used(now) - max(0, remaining)
-        if deficit > 0:
-            ts = now if expires_at is None else min(now, expires_at - self.span)
-            self.record(deficit, ts)
-
-    def times(self, now: float) -> list[float]:
-        """Answer times of the answered sends, then acquire times of those in flight."""
-        self._expire(now)
-        flying = sorted(self._flying.values())
-        return [ts for ts, n in [*self._log, *flying] for _ in range(n)]
+    return BudgetSpec("klaviyo", windows, classes, headers="klaviyo", margin=margin, reset_unit=reset_unit)
 
 
 def _first_int(value: str | None) -> int | None:
@@ -250,12 +182,14 @@ class RateBudget:
         self._sleep = sleep
         self._on_send = on_send  # (class, n, clock time), called under the lock
         self._lock = threading.Lock()
-        self._windows = {name: _Window(w, spec.margin) for name, w in spec.windows.items()}
-        self._flying: dict[int, list[_Window]] = {}  # thread id -> windows it has a send in flight in
+        self._windows = {
+            name: Window(w.limit, w.seconds, spec.margin, spec.reset_unit) for name, w in spec.windows.items()
+        }
+        self._flying: dict[int, list[Window]] = {}  # thread id -> windows it has a send in flight in
         self.acquired: dict[str, int] = dict.fromkeys(spec.classes, 0)
         self.waited: dict[str, float] = dict.fromkeys(spec.classes, 0.0)
 
-    def _of(self, cls: str) -> list[_Window]:
+    def _of(self, cls: str) -> list[Window]:
         try:
             return [self._windows[name] for name in self.spec.classes[cls]]
         except KeyError:
@@ -286,9 +220,14 @@ class RateBudget:
             self._sleep(wait)
             waited += wait
 
-    def _answered(self, key: int, now: float) -> None:
+    def _answered(self, key: int, now: float) -> dict[int, float]:
+        """Answer `key`'s sends in flight; id(window) -> their acquire time."""
+        acquired: dict[int, float] = {}
         for w in self._flying.pop(key, ()):
-            w.answer(key, now)
+            ts = w.answer(key, now)
+            if ts is not None:
+                acquired[id(w)] = ts
+        return acquired
 
     def penalize(self, cls: str, seconds: float | None) -> None:
         """After a 429: block `cls`'s windows for `seconds`, or mark them full now."""
@@ -296,6 +235,7 @@ class RateBudget:
         with self._lock:
             now = self._clock()
             for w in windows:
+                w.throttled()
                 if seconds is not None:
                     w.blocked_until = max(w.blocked_until, now + seconds)
                 else:
@@ -305,7 +245,7 @@ class RateBudget:
         """The calling thread's request was answered (or failed); update `cls`'s windows from
         the response's rate-limit headers (any case), if any."""
         with self._lock:
-            self._answered(threading.get_ident(), self._clock())
+            acquired = self._answered(threading.get_ident(), self._clock())
         if not headers or self.spec.headers == "none":
             return
         h = {str(k).lower(): str(v) for k, v in headers.items()}
@@ -330,11 +270,19 @@ class RateBudget:
                 window.limit = min(window.ceiling, limit)
             if remaining is not None:
                 window.charge(remaining, now, None if reset is None else now + reset)
+            sent = acquired.get(id(window))
+            if reset is not None and sent is not None:  # Klaviyo: fixed windows, reset announced
+                window.learn(sent, now, reset)
 
     def bind(self, cls: str) -> ClassBudget:
         """This budget seen from one endpoint class (what `RetryPolicy.call` takes)."""
         self._of(cls)
         return ClassBudget(self, cls)
+
+    def phase(self, window: str) -> tuple[float, float] | None:
+        """Where a boundary of the server's `window` lies, once learned (for tests)."""
+        with self._lock:
+            return self._windows[window].phase
 
     def sends(self, window: str) -> list[float]:
         """Sends still counted by `window`, for tests and benchmarks: the answer times of

@@ -210,6 +210,49 @@ class ServiceConfig(Model):
         return value
 
 
+class ScheduleConfig(Model):
+    """``[schedule]``: when ``segsync serve`` runs the job (``sync.schedule``)."""
+
+    every: Duration | None = Field(
+        None, description='run at this interval, e.g. "15m" (the default when cron is not set)')
+    cron: str | None = Field(
+        None, description='or a 5-field cron expression, e.g. "*/15 * * * *" or "0 6 * * 1-5"')
+    timezone: str = Field("UTC", description='the time zone of the cron expression, e.g. "Europe/Berlin"')
+    run_at_start: bool = Field(True, description="run once as soon as the service starts")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleConfig:
+        if self.every is not None and self.cron is not None:
+            raise ValueError("give either every or cron, not both")
+        if self.every is not None and parse_duration(self.every) < 1000:
+            raise ValueError(f"every = {self.every!r}: the interval must be at least 1s")
+        if self.cron is not None:
+            from croniter import croniter
+
+            if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
+                raise ValueError(f"cron = {self.cron!r} is not a 5-field cron expression "
+                                 '(minute hour day-of-month month day-of-week, e.g. "*/15 * * * *")')
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone = {self.timezone!r} is not a known time zone "
+                             '(an IANA name such as "UTC" or "Europe/Berlin")') from None
+        return self
+
+
+class ReportConfig(Model):
+    """``[report]``: what ``segsync segments`` shows beside the sizes (``sync.stats``)."""
+
+    min_segment_size: int = Field(
+        100, ge=0, description="segments with fewer members are flagged (too small to act on)")
+    window: Duration = Field("30d", description="open and click rates count the events of this window")
+    sent_event: Name = Field("email_sent", description="the event type of a sent (delivered) email")
+    open_event: Name = Field("opened_email", description="the event type of an email open")
+    click_event: Name = Field("clicked_email", description="the event type of an email click")
+
+
 class Config(Model):
     """A whole segsync configuration file."""
 
@@ -235,6 +278,12 @@ class Config(Model):
     audit: AuditConfig = Field(default_factory=lambda: AuditConfig())
     service: ServiceConfig = Field(
         default_factory=lambda: ServiceConfig(), description="the HTTP service (segsync serve)"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(), description="when segsync serve runs the job"
+    )
+    report: ReportConfig = Field(
+        default_factory=lambda: ReportConfig(), description="segsync segments: rates and warnings"
     )
 
 

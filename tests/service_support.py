@@ -17,6 +17,8 @@ from connectors.klaviyo.signature import sign as klaviyo_sign
 from mapping.config import load_project_text
 from mapping.project import Project
 from sync.service.app import ServiceSettings, create_app
+from sync.service.inbox import Inbox
+from sync.service.spool import spool_stats
 from sync.store import schema
 from sync.store.db import open_store
 
@@ -101,6 +103,12 @@ def kl_headers(body: bytes, timestamp: str = "2024-06-01T12:00:00+00:00", secret
 def count(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(schema.metadata.tables[table])).scalar_one())
+
+
+def stored(engine: Engine) -> int:
+    """Inbox items stored so far: in the inbox table, plus those still in the spool."""
+    path = Inbox(engine).spool_path
+    return count(engine, "inbox") + (spool_stats(path)[0] if path is not None else 0)
 
 
 @dataclass

@@ -49,7 +49,10 @@ TIMELINE = [
 T0 = AS_OF - 10 * H
 
 
-def test_dwell_cooldown_and_lifecycle_on_flapping_input(eval_engine: Engine) -> None:
+@pytest.mark.parametrize("subset", [False, True], ids=["full", "subset"])
+def test_dwell_cooldown_and_lifecycle_on_flapping_input(eval_engine: Engine, subset: bool) -> None:
+    """The same timeline through the whole-population path and through the real-time path
+    (which reads the state the previous step persisted)."""
     project = load_project_text(FLAPPING, "flapping.toml")
     ids = load(eval_engine, project, {"x": {}})
     for hours, ping, plan, want in TIMELINE:
@@ -58,7 +61,7 @@ def test_dwell_cooldown_and_lifecycle_on_flapping_input(eval_engine: Engine) -> 
             conn.execute(update(contacts).values(attributes={"plan": plan}))
         if ping:
             add_events(eval_engine, ids, [Ev("x", "ping", 0)], as_of=now)
-        result = evaluate(eval_engine, project, now)
+        result = evaluate(eval_engine, project, now, contact_ids=[ids["x"]] if subset else None)
         got = next(r for r in result.results if r.key == "x")
         assert set(got.segments) == want, hours
         assert got.fields["stage"] == next(s for s in ("customer", "trial", "prospect") if s in want)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -15,7 +16,6 @@ from connectors.hubspot.cursors import ContactCursor, EventCursor
 from connectors.records import Contact, Event
 from connectors.sandbox.hubspot import search as sandbox_search
 from connectors.sandbox.hubspot.schema import iso_ms
-from connectors.sandbox.server import Request, Response
 from mapping.errors import InputError
 from tests.hubspot_connector_support import T0, Stand, connector, serving, start
 
@@ -190,7 +190,10 @@ def test_email_event_slices_advance_the_cursor_slice_by_slice(hs: Stand) -> None
     assert sum(len(p.records) for p in pages) == 20
 
 
-def test_unified_events_are_skipped_cleanly_when_the_account_lacks_them(hs: Stand) -> None:
+def test_unified_events_are_skipped_cleanly_when_the_account_lacks_them(
+    hs: Stand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hs.settings, "unified_events", False)  # not Enterprise: the stand-in answers 403
     hc = connector(hs, event_types={"OPEN": "email_opened", "pe62515_viewed": "page_viewed"},
                    unified_events=True)  # fmt: skip
     events, cursor = drain(hc.pull_events(None))
@@ -201,25 +204,14 @@ def test_unified_events_are_skipped_cleanly_when_the_account_lacks_them(hs: Stan
 
 
 def test_unified_events_are_read_when_served(hs: Stand) -> None:
-    served: list[dict[str, list[str]]] = []
-
-    @hs.app.route("GET", "/events/v3/events", "test.unified.events")
-    def unified(req: Request) -> Response:
-        served.append(req.query)
-        results = [{"id": f"ev{i}", "eventType": "pe62515_viewed", "objectType": "contact",
-                    "objectId": str(i), "occurredAt": "2023-11-14T22:13:20.000Z",
-                    "properties": {"hs_url": "/pricing"}}
-                   for i in range(1, 4)]  # fmt: skip
-        return Response.json(200, {"results": results})
-
-    try:
-        hc = connector(hs, event_types={"pe62515_viewed": "page_viewed"}, unified_events=True)
-        events, cursor = drain(hc.pull_events(None))
-    finally:
-        hs.app.routes.remove(next(r for r in hs.app.routes if r.name == "test.unified.events"))
+    for i in range(1, 4):  # the stand-in's web events: product views are HubSpot page views
+        hs.state.web_events.add(T0, "product_viewed", i, {"url": "/pricing", "product": "Pricing"})
+    hc = connector(hs, event_types={"e_visited_page": "page_viewed"}, unified_events=True)
+    events, cursor = drain(hc.pull_events(None))
     assert [(e.contact.provider_id, e.type, e.ts, e.properties["hs_url"]) for e in events] == [
         (str(i), "page_viewed", T0, "/pricing") for i in range(1, 4)
     ]
-    assert served[0]["eventType"] == ["pe62515_viewed"] and served[0]["objectType"] == ["contact"]
+    served = [parse_qs(urlsplit(e["path"]).query) for e in hs.log("events.unified")]
+    assert served[0]["eventType"] == ["e_visited_page"] and served[0]["objectType"] == ["contact"]
     assert EventCursor.parse(cursor).unified.at is not None
     assert not [e for e in hs.log("email.events")]  # no email types mapped

@@ -113,8 +113,9 @@ def test_an_unknown_attribute_in_a_source_map_is_a_config_error() -> None:
     # and a Project built some other way is refused before a pull
     loaded = project()
     sources = loaded.config.sources.model_copy(update={"klaviyo": KlaviyoSource(attributes={"citi": "city"})})
+    bad = replace(loaded, config=loaded.config.model_copy(update={"sources": sources}))
     with pytest.raises(ConfigError) as info:
-        SourceMap.build(replace(loaded, config=loaded.config.model_copy(update={"sources": sources})), "klaviyo")
+        SourceMap.build(bad, "klaviyo")
     assert str(info.value) == ("sources.klaviyo.attributes.citi: 'citi' is not a declared attribute "
                                "(did you mean 'city'?)")
 

@@ -21,7 +21,7 @@ from sync.cli import main
 from sync.connect import open_connectors
 from sync.pull import PullSummary, pull
 from sync.store import schema
-from tests.pull_support import contacts_table, count, identities
+from tests.pull_support import contacts_table, count, events_of, identities
 
 CONFIG = """
 [store]
@@ -182,3 +182,45 @@ def test_pull_command_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "sources.hubspot.token: environment variable SEGSYNC_SANDBOX_HS is not set" in err
     assert not (tmp_path / "s.db").exists()  # refused before the store or any request
+
+
+def test_a_hubspot_merge_in_the_sandbox_joins_the_two_histories(sandbox: Sandbox,
+                                                                eval_engine: Engine) -> None:
+    data, project = sandbox.dataset, load_project_text(config(sandbox))
+    acts = data.activities
+    copied = {p.duplicate_of for p in data.people}  # their email also belongs to a duplicate
+    opens = {i: len(acts.select(["email_opened"], person=i)) for i, p in enumerate(data.people)
+             if p.in_hubspot and p.quality == "ok" and p.key not in copied}
+    a, b = sorted(i for i, n in opens.items() if n)[:2]
+    emails = [data.people[a].email, data.people[b].email]
+
+    def pull_hubspot() -> PullSummary:
+        with open_connectors(project, ["hubspot"]) as connectors:
+            summary = pull(eval_engine, project, connectors, sources=["hubspot"])
+        assert summary.ok, summary.sources["hubspot"].error
+        return summary
+
+    def events_per_contact() -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for contact_id in events_of(eval_engine).values():
+            counts[contact_id] = counts.get(contact_id, 0) + 1
+        return counts
+
+    pull_hubspot()
+    ids = {i["email"]: (pid, i["contact_id"]) for (p, pid), i in identities(eval_engine).items()
+           if p == "hubspot"}
+    (survivor, kept), (merged, gone) = ids[emails[0]], ids[emails[1]]
+    before = events_per_contact()
+    assert kept != gone and (before[kept], before[gone]) == (opens[a], opens[b])
+
+    requests.post(f"{sandbox.hubspot_url}/crm/v3/objects/contacts/merge", timeout=10,
+                  json={"primaryObjectId": survivor, "objectIdToMerge": merged},
+                  headers={"Authorization": f"Bearer {sandbox.hubspot_token}"}).raise_for_status()
+    assert pull_hubspot().sources["hubspot"].merged == 1
+
+    after = events_per_contact()
+    assert after[kept] == opens[a] + opens[b] and gone not in after  # both histories, one contact
+    rows = {r["id"]: r for r in contacts_table(eval_engine)}
+    assert kept in rows and gone not in rows and rows[kept]["email"] == emails[0]
+    assert identities(eval_engine)[("hubspot", merged)] == {"contact_id": kept, "email": emails[1],
+                                                            "archived": True}

@@ -318,3 +318,18 @@ def test_merge(hs: Running) -> None:
     )
     assert merged.id == "2" and merged.properties["city"] == "Berlin"  # moved from the merged record
     assert hs.client.crm.contacts.basic_api.get_by_id("1").id == "2"  # the old id resolves to the primary
+
+
+def test_merges_are_listed_on_the_survivor(hs: Running) -> None:
+    merge = hs.client.crm.contacts.basic_api.merge
+    merge(PublicMergeInput(primary_object_id="2", object_id_to_merge="1"))
+    merge(PublicMergeInput(primary_object_id="4", object_id_to_merge="5"))
+    merge(PublicMergeInput(primary_object_id="3", object_id_to_merge="2"))
+    merge(PublicMergeInput(primary_object_id="3", object_id_to_merge="4"))
+    got = hs.client.crm.contacts.basic_api.get_by_id("3", properties=["hs_merged_object_ids"])
+    assert got.properties["hs_merged_object_ids"] == "2;1;4;5"  # merged ids of the merged too
+    listed = hs.get("/crm/v3/objects/contacts", params={"properties": "hs_merged_object_ids", "limit": 5})
+    assert {c["id"]: c["properties"]["hs_merged_object_ids"] for c in listed.json()["results"]} == {
+        "3": "2;1;4;5", "6": None, "7": None, "8": None, "9": None}
+    refused = hs.call("PATCH", "/crm/v3/objects/contacts/3", {"properties": {"hs_merged_object_ids": "1"}})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "READ_ONLY_VALUE"

@@ -99,7 +99,11 @@ def test_changes_are_batched_signed_and_shaped(wired: tuple[Running, Receiver]) 
     assert hs.app.webhooks.wait_idle(5)
     events = receiver.events()
     kinds = [e["subscriptionType"] for e in events]
-    assert kinds.count("contact.propertyChange") == 60  # 30 inputs x 2 changed properties
+    # 30 inputs x 2 changed properties, and the merge sets hs_merged_object_ids on the survivor
+    # (3 and 4 hold the same properties, so nothing else moves)
+    assert kinds.count("contact.propertyChange") == 60 + 1
+    merged_ids = [e for e in events if e.get("propertyName") == "hs_merged_object_ids"]
+    assert [(e["objectId"], e["propertyValue"]) for e in merged_ids] == [(3, "4")]
     assert {"contact.creation", "contact.deletion", "contact.merge", "contact.privacyDeletion"} <= set(kinds)
     assert all(len(json.loads(body)) <= 100 for _, body in receiver.requests)
     change = next(

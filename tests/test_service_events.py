@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from sync.store import schema
-from tests.service_support import EVENTS_KEY, NOW, Service, count, start
+from tests.service_support import EVENTS_KEY, NOW, Service, start, stored
 
 AUTH = {"X-API-Key": EVENTS_KEY}
 ORDER = {"type": "order_placed", "email": "Ann@Example.com", "ts": "2024-06-01T10:00:00Z", "value": 59.9,
@@ -44,7 +44,7 @@ def test_events_are_stored_and_applied_once(svc: Service) -> None:
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer nope"}])
 def test_wrong_or_missing_key_is_401(svc: Service, headers: dict[str, str]) -> None:
     r = svc.client.post("/events", json={"events": [ORDER]}, headers=headers)
-    assert r.status_code == 401 and count(svc.engine, "inbox") == 0
+    assert r.status_code == 401 and stored(svc.engine) == 0
 
 
 @pytest.mark.parametrize(("event", "where", "message"), [
@@ -67,7 +67,7 @@ def test_invalid_items_are_400_and_nothing_is_stored(svc: Service, event: dict[s
     errors = r.json()["errors"]
     assert [e["where"] for e in errors] == [where] and message in errors[0]["message"]
     assert errors[0]["index"] == 0
-    assert count(svc.engine, "inbox") == 0
+    assert stored(svc.engine) == 0
 
 
 @pytest.mark.parametrize(("body", "message"), [

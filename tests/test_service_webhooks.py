@@ -16,13 +16,13 @@ from sync.store.tx import begin_write
 from tests.service_support import (
     NOW,
     Service,
-    count,
     hs_event,
     hs_headers,
     kl_body,
     kl_headers,
     prop_change,
     start,
+    stored,
 )
 
 
@@ -43,7 +43,7 @@ def test_a_signed_batch_is_stored_then_applied(svc: Service) -> None:
     cid = _link(svc, 501, "ann@example.com")
     r = svc.post_hubspot([prop_change(501, "plan", "pro"), prop_change(501, "lifecyclestage", "lead")])
     assert r.status_code == 200 and r.json() == {"received": 2, "new": 2}
-    assert count(svc.engine, "inbox") == 2 and svc.attributes(501) == {}
+    assert stored(svc.engine) == 2 and svc.attributes(501) == {}
     assert svc.work() == 2
     assert svc.attributes(501) == {"plan": "pro", "lifecycle": "lead"}
     assert svc.hooked == [[cid]]
@@ -78,14 +78,14 @@ def test_rejected_requests_store_nothing(svc: Service, body: bytes, headers: dic
     r = svc.client.post("/webhooks/hubspot", content=body, headers=headers)
     assert r.status_code == status, r.text
     assert r.json()["error"]
-    assert count(svc.engine, "inbox") == 0
+    assert stored(svc.engine) == 0
 
 
 def test_too_large_is_413_and_stores_nothing(tmp_path: Path) -> None:
     for svc in start(tmp_path, max_body_bytes=2048):
         body = _body([prop_change(n, "plan", "x" * 50) for n in range(40)])
         r = svc.client.post("/webhooks/hubspot", content=body, headers=hs_headers(body))
-        assert r.status_code == 413 and count(svc.engine, "inbox") == 0
+        assert r.status_code == 413 and stored(svc.engine) == 0
 
 
 def test_duplicate_deliveries_have_one_effect(svc: Service) -> None:
@@ -95,7 +95,7 @@ def test_duplicate_deliveries_have_one_effect(svc: Service) -> None:
     assert svc.post_hubspot([first]).json() == {"received": 1, "new": 1}
     assert svc.post_hubspot([first]).json() == {"received": 1, "new": 0}  # replay in the window
     assert svc.post_hubspot([retry, first]).json() == {"received": 2, "new": 0}
-    assert count(svc.engine, "inbox") == 1
+    assert stored(svc.engine) == 1
     assert svc.work() == 1 and svc.work() == 0
     assert svc.attributes(501) == {"plan": "pro"}
 
@@ -154,7 +154,7 @@ def test_klaviyo_rejections_store_nothing(svc: Service, change: dict[str, str], 
     body = kl_body([("evt_1", "P1", "kim@example.com")])
     r = svc.client.post("/webhooks/klaviyo", content=body, headers=kl_headers(body, **change))
     assert r.status_code == 401 and reason in r.json()["error"]
-    assert count(svc.engine, "inbox") == 0
+    assert stored(svc.engine) == 0
 
 
 def test_unconfigured_endpoint_is_503(tmp_path: Path) -> None:

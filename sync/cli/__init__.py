@@ -47,9 +47,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from sync.cli import config_cmds, engine_cmds, pull_cmds, realtime_cmds, sandbox_cmds, sync_cmds
+    from sync.cli import config_cmds, engine_cmds, pull_cmds, realtime_cmds, run_cmds, sandbox_cmds, sync_cmds
 
-    for module in (config_cmds, engine_cmds, sandbox_cmds, pull_cmds, sync_cmds, realtime_cmds):
+    for module in (config_cmds, engine_cmds, sandbox_cmds, pull_cmds, sync_cmds, run_cmds, realtime_cmds):
         module.register(app)
 
 

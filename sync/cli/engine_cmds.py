@@ -1,4 +1,5 @@
-"""Engine commands: ``import contacts|events``, ``evaluate``, ``explain``, ``segments``, ``demo``.
+"""Engine commands: ``import contacts|events``, ``evaluate``, ``explain``, ``segments``
+(and ``demo``, which lives in :mod:`sync.cli.demo_cmd`).
 
 Stable contract (outside checks rely on it):
 
@@ -11,7 +12,8 @@ Stable contract (outside checks rely on it):
   contact in at least one segment (every contact with ``--all``); KEY is the email when known,
   else the external id.
 * ``segsync --config PATH explain KEY [--as-of ISO8601] [--json]``
-* ``segsync --config PATH segments [--as-of ISO8601] [--json]`` — sizes per segment.
+* ``segsync --config PATH segments [--as-of ISO8601] [--json]`` — sizes per segment (and, under
+  ``"report"``, entries and exits since the last run and open/click rates: ``sync.stats``).
 
 ``--as-of`` is ISO-8601 with a UTC offset (``2025-03-01T09:00:00Z``); the default is now.
 """
@@ -19,10 +21,8 @@ Stable contract (outside checks rely on it):
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 SHOWN_PROBLEMS = 100  # rejected rows printed by `import` (all of them with --json)
 SHOWN_CONTACTS = 50  # contacts in `evaluate`'s table (all of them with --json)
-DEMO_AS_OF = "2025-03-01T00:00:00Z"  # the end of the sample data (examples/make_sample.py)
 
 AsOf = Annotated[
     str | None,
@@ -246,71 +245,24 @@ def _explain(
 
 
 def _segments(as_of: AsOf = None, as_json: AsJson = False) -> None:
-    """Print the size of every segment (nothing is recorded)."""
+    """Print every segment's size, entries and exits since the last run, and engagement."""
+    from sync.cli.segments_view import print_segments
     from sync.evaluate import evaluate
+    from sync.stats import segment_report
 
     project = _project()
     at = as_of_ms(as_of)
     engine = _store(project)
     try:
         result = evaluate(engine, project, at, persist=False)
+        report = segment_report(engine, project, result)  # entries/exits, rates (sync.stats)
     finally:
         engine.dispose()
     sizes = _sizes(project, result.sizes)
     if as_json:
-        _json_line({"as_of": iso(at), "segments": sizes})
+        _json_line({"as_of": iso(at), "segments": sizes, "report": report.to_json()})
     else:
-        _out().print(_sizes_table(sizes, at))
-
-
-# ------------------------------------------------------------------------------- demo
-
-
-def _find(name: str, candidates: Iterable[Path]) -> Path:
-    for base in candidates:
-        if (base / name).exists():
-            return base / name
-    raise InputError(f"cannot find {name} (run the demo from a clone of segsync, or its root)")
-
-
-def _demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="where the demo's config and store are written")
-    ] = Path("segsync-demo"),
-) -> None:
-    """Offline demo: import the sample data of examples/ into a SQLite store and evaluate the
-    segments of config.example.toml."""
-    from mapping.config import load_project
-    from sync import importer
-    from sync.evaluate import evaluate, explain
-    from sync.store.db import open_store
-
-    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
-    config_src = _find("config.example.toml", roots)
-    examples = _find("examples", [config_src.parent, *roots])
-    directory.mkdir(parents=True, exist_ok=True)
-    config_path = directory / "config.toml"
-    shutil.copyfile(config_src, config_path)
-    project = load_project(config_path)
-    engine = open_store(f"sqlite:///{(directory / 'segsync.db').resolve()}")
-    out = _out()
-    try:
-        out.print(f"[bold]segsync demo[/] — store {escape(str(directory / 'segsync.db'))}",
-                  markup=True)
-        _print_import(importer.import_contacts(engine, project, examples / "contacts.csv"), False)
-        _print_import(importer.import_events(engine, project, examples / "events.jsonl"), False)
-        at = parse_instant(DEMO_AS_OF)
-        result = evaluate(engine, project, at)
-        out.print(_sizes_table(_sizes(project, result.sizes), at))
-        rarest = sorted((size, name) for name, size in result.sizes.items() if size)
-        if rarest:
-            segment = rarest[0][1]  # explain a member of the smallest segment
-            pick = min((r for r in result.results if segment in r.segments), key=lambda r: str(r.key))
-            out.print(f"\n[bold]why is {escape(str(pick.key))} in {segment}?[/]", markup=True)
-            out.print(explain(engine, project, pick.contact_id, at))
-    finally:
-        engine.dispose()
-    out.print(f"\nexplore: segsync --config {config_path} segments --as-of {DEMO_AS_OF}")
+        print_segments(_out(), report)
 
 
 def register(app: typer.Typer) -> None:
@@ -325,4 +277,6 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(_evaluate)
     app.command("explain")(_explain)
     app.command("segments")(_segments)
-    app.command("demo")(_demo)
+    from sync.cli.demo_cmd import demo
+
+    app.command("demo")(demo)  # the sandbox demo (sync.demo)

@@ -21,9 +21,10 @@ from mapping.project import Project
 from mapping.rules import ast as r
 from mapping.rules.printer import format_instant, format_rule
 from sync.evaluate.compile import type_of
+from sync.evaluate.full import ensure_math
 from sync.evaluate.plan import Plan, PNode, convert, peval
-from sync.evaluate.run import Evaluation
-from sync.evaluate.state import ContactState, load_states
+from sync.evaluate.run import Evaluation, fingerprint
+from sync.evaluate.state import ContactState
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,14 @@ def explain(engine: Engine, project: Project, contact_id: int, as_of_ms: int) ->
                            [(_pending(plan, f.when), f.points) for f in seg.flags])
 
     with engine.connect() as conn:
-        ev = Evaluation(conn, project, as_of_ms, [contact_id], persist=False, extra=extra)
-        rows, ids = next(ev.chunks())
+        conn.begin()
+        ensure_math(conn)
+        ev = Evaluation(conn, project, as_of_ms, fingerprint(conn)[1], extra=extra)
+        rows = ev.query.rows(conn, as_of_ms, [contact_id])
         if not rows:
             raise InputError(f"no contact with id {contact_id}")
-        st = load_states(conn, ev.plan, ids, False).get(contact_id)
-        res, d = ev.contact(rows[0], st or ContactState(), explain=True)
+        st = ev.states(conn.dialect, False).read(conn, [contact_id]).get(contact_id)
+        res, d = ev.contact(rows[0], st or ContactState(), as_of_ms, explain=True)
         conn.rollback()
     atoms = rows[0][ev.offset:]
     segments = []

@@ -47,7 +47,7 @@ from mapping.rules import ast as r
 from sync.evaluate.compile import Col, type_of
 from sync.evaluate.fullstate import SQL_TYPES, WORD, StateTuples, bit_of
 from sync.evaluate.plan import Plan, convert
-from sync.evaluate.ranks import compute_cutoffs, store_cutoffs
+from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
@@ -59,7 +59,7 @@ SQLITE_CACHE_KIB = 512_000  # page cache for the run (the default 2 MB re-reads 
 
 def ensure_math(conn: Connection) -> None:
     """Register ``power`` / ``exp`` on SQLite builds compiled without math functions."""
-    if conn.dialect.name != "sqlite":
+    if conn.dialect.name != "sqlite" or conn.connection.info.get("segsync_math"):
         return
     raw: Any = conn.connection.driver_connection
     try:
@@ -68,6 +68,7 @@ def ensure_math(conn: Connection) -> None:
         raw.create_function("power", 2, lambda a, b: None if a is None or b is None else math.pow(a, b),
                             deterministic=True)
         raw.create_function("exp", 1, lambda a: None if a is None else math.exp(a), deterministic=True)
+    conn.connection.info["segsync_math"] = True  # kept with the DBAPI connection
 
 
 def _session(conn: Connection) -> str | None:
@@ -122,6 +123,8 @@ class FullRun:
             if self.persist:
                 store_cutoffs(conn, key, cut, as_of)
             plan.resolver.cutoffs[key] = cut
+        if self.persist:
+            bump_version(conn, as_of)
         plan.compile()
         fin, fields = self._result(plan, source)
         out = EvaluationResult(as_of)

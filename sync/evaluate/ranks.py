@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,7 @@ _GRID = (
     ("Promising", "Potential Loyalists", "Potential Loyalists", "Loyal Customers", "Loyal Customers"),
     ("New Customers", "Potential Loyalists", "Potential Loyalists", "Champions", "Champions"),
 )
+VERSION_KEY = "~version"  # the rank_cutoffs row holding the plan version (see bump_version)
 RFM_SEGMENTS: dict[tuple[int, int], str] = {
     (rr + 1, fm + 1): name for rr, row in enumerate(_GRID) for fm, name in enumerate(row)
 }
@@ -114,6 +116,15 @@ def store_cutoffs(conn: Connection, key: str, cut: Cutoffs, as_of_ms: int) -> No
     rows += [{"rank_key": key, "k": k, "cutoff": v, "population": cut.population,
               "computed_at": as_of_ms} for k, v in cut.values.items()]
     conn.execute(insert(rank_cutoffs), rows)
+
+
+def bump_version(conn: Connection, as_of_ms: int) -> None:
+    """Renew the store's plan version (a random token in the ``population`` of row
+    :data:`VERSION_KEY`): compiled subset plans cached by any process are dropped on their next
+    use. Every persisted full evaluation calls it, since it rewrites the cut-offs."""
+    conn.execute(delete(rank_cutoffs).where(rank_cutoffs.c.rank_key == VERSION_KEY))
+    conn.execute(insert(rank_cutoffs).values(rank_key=VERSION_KEY, k=0, cutoff=None,
+                                             population=secrets.randbits(62), computed_at=as_of_ms))
 
 
 def load_cutoffs(conn: Connection, key: str) -> Cutoffs | None:

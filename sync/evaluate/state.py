@@ -23,14 +23,16 @@ last persisted evaluation; evaluating at an ``as_of`` earlier than that reads th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Dialect, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mapping.project import GroupDef
+from mapping.project import GroupDef, Project
 from sync.evaluate.plan import Plan, SegmentPlan, peval
+from sync.evaluate.rawsql import RawStatement
 from sync.store.schema import computed_values, group_state, memberships
 
 
@@ -50,37 +52,46 @@ class Decision:
     notes: dict[str, list[str]]
 
 
-def load_states(conn: Connection, plan: Plan, ids: Any, with_values: bool) -> dict[int, ContactState]:
-    """State of the contacts selected by ``ids`` (a SQL condition builder on contact_id)."""
-    out: dict[int, ContactState] = {}
+class StateReader:
+    """The stored state of given contacts: memberships (open ones, and the exits of segments
+    with a cooldown), lifecycle stages and, when persisting, computed values. Each is one
+    statement rendered once (:class:`~sync.evaluate.rawsql.RawStatement`)."""
 
-    def get(cid: int) -> ContactState:
-        st = out.get(cid)
-        if st is None:
-            st = out[cid] = ContactState()
-        return st
+    def __init__(self, project: Project, dialect: Dialect, with_values: bool) -> None:
+        ids: Any = bindparam("ids", expanding=True)
+        m, g, v = memberships.c, group_state.c, computed_values.c
+        cooling = sorted(s.name for s in project.segments.values() if s.cooldown_ms)
+        live = or_(m.exited_at.is_(None), m.segment.in_(cooling)) if cooling else m.exited_at.is_(None)
+        self.memberships = RawStatement(select(m.contact_id, m.segment, m.entered_at, m.exited_at)
+                                        .where(m.contact_id.in_(ids), live), dialect)
+        self.groups = (RawStatement(select(g.contact_id, g.group_name, g.value).where(g.contact_id.in_(ids)),
+                                    dialect) if project.groups else None)
+        self.values = (RawStatement(select(v.contact_id, v.name, v.value).where(v.contact_id.in_(ids)),
+                                    dialect) if with_values else None)
+        self.cooling = set(cooling)
 
-    m = memberships.c
-    for cid, seg, entered in conn.execute(
-            select(m.contact_id, m.segment, m.entered_at).where(ids(m.contact_id), m.exited_at.is_(None))):
-        get(cid).open[seg] = entered
-    cooling = [s.name for s in plan.project.segments.values() if s.cooldown_ms]
-    if cooling:
-        q = (select(m.contact_id, m.segment, func.max(m.exited_at))
-             .where(ids(m.contact_id), m.segment.in_(cooling), m.exited_at.is_not(None))
-             .group_by(m.contact_id, m.segment))
-        for cid, seg, exited in conn.execute(q):
-            get(cid).last_exit[seg] = exited
-    if plan.project.groups:
-        g = group_state.c
-        for cid, name, value in conn.execute(select(g.contact_id, g.group_name, g.value)
-                                             .where(ids(g.contact_id))):
-            get(cid).groups[name] = value
-    if with_values:
-        v = computed_values.c
-        for cid, name, value in conn.execute(select(v.contact_id, v.name, v.value).where(ids(v.contact_id))):
-            get(cid).values[name] = value
-    return out
+    def read(self, conn: Connection, ids: Sequence[int]) -> dict[int, ContactState]:
+        out: dict[int, ContactState] = {}
+
+        def get(cid: int) -> ContactState:
+            st = out.get(cid)
+            if st is None:
+                st = out[cid] = ContactState()
+            return st
+
+        for cid, seg, entered, exited in self.memberships.rows(conn, None, ids):
+            st = get(cid)
+            if exited is None:
+                st.open[seg] = entered
+            elif seg in self.cooling and exited > st.last_exit.get(seg, exited - 1):  # the latest exit
+                st.last_exit[seg] = exited
+        if self.groups is not None:
+            for cid, name, value in self.groups.rows(conn, None, ids):
+                get(cid).groups[name] = value
+        if self.values is not None:
+            for cid, name, value in self.values.rows(conn, None, ids):
+                get(cid).values[name] = value
+        return out
 
 
 def _candidate(sp: SegmentPlan, row: Any, d: Decision, st: ContactState, as_of: int,

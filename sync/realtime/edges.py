@@ -12,7 +12,8 @@ Exact edges (a contact is found only when one of its own edges passed):
 * ``EventEdge(T, d)``: an event of type ``T`` with ``ts + d`` in the interval — for every
   aggregate / sequence window on ``T`` (``within W``: ``d = W`` and ``d = 0``; ``between (A, B)``:
   ``A`` and ``B``; all time: ``0``, events dated in the future start counting), a sequence's
-  ``gap``, ``first``/``last(T) <op> ago(D)`` (``d = D``), ``ts <op> ago(D)`` in a filter,
+  ``gap``, ``first``/``last(T) <op> ago(D)`` (``d = D`` and ``D + 1 ms``: ``<`` turns one
+  millisecond after ``<=``), ``ts <op> ago(D)`` in a filter,
   ``days_since(last(T)) <op> k`` (``d = k`` days, either side of the floor), scores without decay
   (``0`` and the score's window).
 * ``AttrEdge(a, d)``: the date attribute ``a`` plus ``d`` in the interval (``signup_date <
@@ -262,8 +263,9 @@ class _Walker:
         if lc is not None and rc is not None:
             return  # now vs ago(): a constant
         for side, shift in ((left, rc), (right, lc)):
-            if shift is not None:
+            if shift is not None:  # ``x < t - D`` turns at x + D + 1 ms, ``x <= t - D`` at x + D
                 self.shifted(side, shift, scope)
+                self.shifted(side, shift + 1, scope)
                 self.visit(side, scope)
                 return
         for side, other in ((left, right), (right, left)):

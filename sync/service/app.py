@@ -7,6 +7,10 @@ acknowledged with 200 **only after that commit**; a rejected request stores noth
 failure answers 503 so the provider retries. An endpoint whose secret is not configured answers
 503 too. Processing is asynchronous (:mod:`sync.service.worker`).
 
+:func:`serve` runs these routes in a front-end process of their own and the worker in the
+caller's process (:mod:`sync.service.front`); :func:`create_app` builds the whole service in
+one process (tests, embedding).
+
 Response bodies are JSON: ``{"received": n, "new": m}`` on success (``new`` < ``received`` for
 duplicates), ``{"error": reason}`` otherwise, plus ``"errors": [...]`` (one per bad event)
 for an invalid ``/events`` batch.
@@ -17,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import signal
 import socket
+import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +42,12 @@ from mapping.errors import InputError
 from mapping.models import parse_duration, resolve_secret
 from mapping.project import Project
 from sync.service import ingest, metrics
-from sync.service.inbox import GroupCommitter, NewItem, queue_stats
+from sync.service.inbox import Inbox, NewItem
 from sync.service.ingest import EventsInvalid
 from sync.service.worker import ContactsHook, Worker
 from sync.store.errors import StoreError
 
-__all__ = ["ServiceSettings", "create_app", "serve"]
+__all__ = ["ServiceSettings", "create_app", "front_app", "serve"]
 
 LOG = logging.getLogger("segsync.service")
 
@@ -123,8 +130,9 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 def create_app(engine: Engine, project: Project, settings: ServiceSettings | None = None, *,
                hook: ContactsHook | None = None, run_worker: bool = True, worker_delay_s: float = 0.0,
                clock: Callable[[], int] = _now_ms) -> FastAPI:
-    """The service app. The inbox writer and (``run_worker``) the worker start and stop with
-    the app's lifespan; ``app.state.worker`` is the :class:`Worker` (tests call ``run_once``)."""
+    """The whole service in this process. The inbox writer and (``run_worker``) the worker
+    start and stop with the app's lifespan; ``app.state.worker`` is the :class:`Worker`
+    (tests call ``run_once``)."""
     cfg = settings or ServiceSettings.from_project(project)
 
     @asynccontextmanager
@@ -132,7 +140,7 @@ def create_app(engine: Engine, project: Project, settings: ServiceSettings | Non
         worker = Worker(engine, project, hook=hook, batch=cfg.worker_batch,
                         start_delay_s=worker_delay_s, retention_ms=cfg.retention_ms,
                         forget_remote=cfg.forget_remote, clock=clock)
-        committer = GroupCommitter(engine, on_commit=worker.wake)
+        committer = Inbox(engine).committer(on_commit=worker.wake)
         app.state.worker, app.state.committer = worker, committer
         if run_worker:
             worker.start()
@@ -142,7 +150,32 @@ def create_app(engine: Engine, project: Project, settings: ServiceSettings | Non
             committer.stop()
             worker.stop()
 
+    return _app(engine, project, cfg, lifespan, clock)
+
+
+def front_app(engine: Engine, project: Project, settings: ServiceSettings, *,
+              notify: Callable[[], None] | None = None,
+              main_metrics: Callable[[], Mapping[str, Sequence[str]]] | None = None,
+              clock: Callable[[], int] = _now_ms) -> FastAPI:
+    """The routes and the inbox writer without a worker (the front end process of
+    :func:`serve`): ``notify`` after each commit, ``main_metrics`` adds the worker process's
+    samples to ``GET /metrics``."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.committer = Inbox(engine).committer(on_commit=notify)
+        try:
+            yield
+        finally:
+            app.state.committer.stop()
+
+    return _app(engine, project, settings, lifespan, clock, main_metrics)
+
+
+def _app(engine: Engine, project: Project, cfg: ServiceSettings,
+         lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]], clock: Callable[[], int],
+         main_metrics: Callable[[], Mapping[str, Sequence[str]]] | None = None) -> FastAPI:
     app = FastAPI(title="segsync", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    inbox = Inbox(engine)
 
     async def accept(request: Request, source: str, items: Sequence[NewItem],
                      received: float) -> JSONResponse:
@@ -218,19 +251,19 @@ def create_app(engine: Engine, project: Project, settings: ServiceSettings | Non
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         try:
-            with engine.connect() as conn:
-                depth, _ = queue_stats(conn)
-        except SQLAlchemyError as e:
+            depth, oldest = inbox.stats()
+        except (SQLAlchemyError, sqlite3.Error) as e:
             return _error(503, f"the store is unavailable: {type(e).__name__}")
-        return JSONResponse({"status": "ok", "queue_depth": depth})
+        lag = 0 if oldest is None else max(0, clock() - oldest) / 1000
+        return JSONResponse({"status": "ok", "queue_depth": depth, "lag_seconds": lag})
 
     @app.get("/metrics")
     def metrics_text() -> PlainTextResponse:
-        with engine.connect() as conn:
-            depth, oldest = queue_stats(conn)
+        depth, oldest = inbox.stats()
         metrics.QUEUE_DEPTH.set(depth)
         metrics.LAG_SECONDS.set(0 if oldest is None else max(0, clock() - oldest) / 1000)
-        return PlainTextResponse(metrics.REGISTRY.render(), media_type="text/plain; version=0.0.4")
+        extra = main_metrics() if main_metrics is not None else None
+        return PlainTextResponse(metrics.REGISTRY.render(extra), media_type="text/plain; version=0.0.4")
 
     return app
 
@@ -241,11 +274,14 @@ class _Unauthorized(InputError):
 
 def serve(project: Project, host: str | None = None, port: int | None = None, *,
           engine: Engine | None = None, hook: ContactsHook | None = None, worker_delay_s: float = 0.0,
-          on_listening: Callable[[str], None] | None = None, log_level: str = "info") -> None:
-    """Run the service until SIGINT/SIGTERM (uvicorn). ``port`` 0 picks a free port;
-    ``on_listening(url)`` is called with the bound URL before serving."""
-    import uvicorn
+          on_listening: Callable[[str], None] | None = None, log_level: str = "info",
+          separate_front: bool = True) -> None:
+    """Run the service until SIGINT/SIGTERM. ``port`` 0 picks a free port;
+    ``on_listening(url)`` is called with the bound URL before serving.
 
+    The HTTP routes run in a front-end process of their own and the worker (with ``hook``) in
+    this one (:mod:`sync.service.front`); ``separate_front=False`` (forced for an in-memory
+    SQLite store) runs everything here under uvicorn."""
     from sync.store.db import open_project_store
 
     cfg = project.config.service
@@ -253,7 +289,6 @@ def serve(project: Project, host: str | None = None, port: int | None = None, *,
     port = cfg.port if port is None else port
     settings = ServiceSettings.from_project(project)
     engine = engine or open_project_store(project)
-    app = create_app(engine, project, settings, hook=hook, worker_delay_s=worker_delay_s)
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP
     # (without it a response's body waits ~40 ms behind its headers: Nagle + delayed ACK)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
@@ -264,6 +299,50 @@ def serve(project: Project, host: str | None = None, port: int | None = None, *,
     bound = sock.getsockname()[1]
     if on_listening is not None:
         on_listening(f"http://{host}:{bound}")
+    try:
+        if separate_front and Inbox(engine).shared_with_other_processes:
+            _serve_split(project, engine, settings, sock, hook, worker_delay_s, log_level)
+        else:
+            _serve_here(project, engine, settings, sock, hook, worker_delay_s, log_level)
+    finally:
+        sock.close()
+
+
+def _serve_here(project: Project, engine: Engine, settings: ServiceSettings, sock: socket.socket,
+                hook: ContactsHook | None, worker_delay_s: float, log_level: str) -> None:
+    import uvicorn
+
+    app = create_app(engine, project, settings, hook=hook, worker_delay_s=worker_delay_s)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False,
                                            timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
+
+
+def _serve_split(project: Project, engine: Engine, settings: ServiceSettings, sock: socket.socket,
+                 hook: ContactsHook | None, worker_delay_s: float, log_level: str) -> None:
+    from sync.service.front import FrontSpec, Supervisor
+
+    worker = Worker(engine, project, hook=hook, batch=settings.worker_batch, start_delay_s=worker_delay_s,
+                    retention_ms=settings.retention_ms, forget_remote=settings.forget_remote)
+    spec = FrontSpec(project, engine.url.render_as_string(hide_password=False), settings,
+                     -1, -1, -1, log_level)
+    supervisor = Supervisor(spec, sock, on_wake=worker.wake)
+    stop = threading.Event()
+    handlers = _on_signals((signal.SIGINT, signal.SIGTERM), lambda: stop.set())
+    try:
+        supervisor.start()
+        worker.start()
+        supervisor.watch(stop)
+    finally:
+        LOG.info("stopping the HTTP front end, then the worker")
+        supervisor.stop()
+        worker.stop()
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+
+
+def _on_signals(signums: Sequence[signal.Signals], action: Callable[[], None]) -> dict[int, Any]:
+    """Install ``action`` for ``signums`` (main thread only); the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, lambda _n, _f: action()) for s in signums}

@@ -66,6 +66,18 @@ def _identity(conn: Connection, provider: str, provider_id: str) -> _Ident | Non
     return None if row is None else _Ident(int(row.contact_id), row.email, bool(row.archived))
 
 
+def _identities(conn: Connection, provider: str, provider_ids: Sequence[str]) -> dict[str, _Ident]:
+    """:func:`_identity` of many records in a few statements."""
+    i = schema.identities
+    found: dict[str, _Ident] = {}
+    for start in range(0, len(provider_ids), 900):
+        rows = conn.execute(select(i.c.provider_id, i.c.contact_id, i.c.email, i.c.archived).where(
+            i.c.provider == provider, i.c.provider_id.in_(provider_ids[start:start + 900])))
+        for row in rows:
+            found[row.provider_id] = _Ident(int(row.contact_id), row.email, bool(row.archived))
+    return found
+
+
 class Applier:
     def __init__(self, project: Project, type_ids: Mapping[str, int],
                  forget_remote: tuple[str, ...] = ()) -> None:
@@ -152,7 +164,7 @@ class Applier:
         emails = [identity.normalised_email(ev.property_value) for ev in events
                   if ev.property_name == "email"]
         gone_emails = forget.suppressed(conn, "email", emails)
-        idents = {oid: ident for oid in oids if (ident := _identity(conn, "hubspot", oid))}
+        idents = _identities(conn, "hubspot", oids)
         merged: dict[str, tuple[str | None, dict[str, Any], bool]] = {}
         outcomes: list[tuple[str, str | None]] = []
         for ev in events:
@@ -184,7 +196,7 @@ class Applier:
                    for oid, (email, props, archived) in merged.items()]
         if records:
             identity.upsert_pulled_contacts(conn, "hubspot", records, now_ms, match=self.match)
-        after = {oid: ident for oid in merged if (ident := _identity(conn, "hubspot", oid))}
+        after = _identities(conn, "hubspot", list(merged))
         return [Applied(word, (after[oid].contact_id,) if oid and oid in after else ())
                 for word, oid in outcomes]
 

@@ -9,8 +9,11 @@ retries are still recognised, then purged.
 
 :class:`GroupCommitter` is the single writer the HTTP handlers share: it takes every request
 waiting in its queue, inserts them all in one transaction and resolves each request's future
-with how many of *its* items were new, only after the commit. On SQLite (one writer at a time)
-this turns N fsyncs into one and keeps the acknowledgement latency flat under load.
+with how many of *its* items were new, only after the commit (N requests, one fsync). Where it
+writes (:class:`Inbox`): on an SQLite store, the acknowledgement spool next to the store file
+(:mod:`sync.service.spool`: acknowledgements never wait for the store's write lock, which the
+worker, re-evaluations and scheduled runs hold for long stretches), from which the worker moves
+items into ``inbox``; on PostgreSQL, ``inbox`` directly.
 """
 
 from __future__ import annotations
@@ -18,20 +21,24 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.service import spool
 from sync.store import schema
 from sync.store.errors import StoreError
 from sync.store.tx import begin_write
 
-__all__ = ["GroupCommitter", "NewItem", "insert_items", "purge_done", "queue_stats"]
+__all__ = ["GroupCommitter", "Inbox", "NewItem", "insert_items", "move_from_spool", "purge_done",
+           "queue_stats"]
 
 LOG = logging.getLogger("segsync.service.inbox")
 
@@ -53,13 +60,24 @@ class NewItem:
     payload: dict[str, Any]
 
 
+Row = tuple[str, str, str, str | None, str, int]  # the inbox / spool columns of one new item
+
+
+def _rows(items: Sequence[NewItem], received_at: int) -> list[Row]:
+    return [(i.source, i.dedupe_key, i.kind[:64], i.contact_key,
+             json.dumps(i.payload, separators=(",", ":"), ensure_ascii=False), received_at)
+            for i in items]
+
+
 def insert_items(conn: Connection, items: Sequence[NewItem], received_at: int) -> int:
     """Insert ``items`` (duplicates skipped) in the caller's transaction; returns how many were new."""
-    if not items:
+    return insert_rows(conn, _rows(items, received_at))
+
+
+def insert_rows(conn: Connection, params: Sequence[Row]) -> int:
+    """:func:`insert_items` of rows already encoded (payload as JSON text)."""
+    if not params:
         return 0
-    params = [(i.source, i.dedupe_key, i.kind[:64], i.contact_key,
-               json.dumps(i.payload, separators=(",", ":"), ensure_ascii=False), received_at)
-              for i in items]
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(_INSERT[conn.dialect.name], params)
@@ -90,6 +108,35 @@ def mark_done(conn: Connection, ids: Sequence[int]) -> None:
         conn.execute(update(i).where(i.c.id.in_(ids[start:start + 900])).values(status="done"))
 
 
+class Inbox:
+    """Where a store's acknowledged items are committed, and how many still wait."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        sqlite = engine.dialect.name == "sqlite"
+        self.spool_path: Path | None = spool.spool_path(engine.url.database) if sqlite else None
+
+    @property
+    def shared_with_other_processes(self) -> bool:
+        """False for an in-memory SQLite database, which only this process can see."""
+        database = self.engine.url.database or ""
+        return self.engine.dialect.name != "sqlite" or (
+            database not in ("", ":memory:") and "mode=memory" not in database)
+
+    def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
+        return GroupCommitter(self.engine, on_commit=on_commit, spool_path=self.spool_path)
+
+    def stats(self) -> tuple[int, int | None]:
+        """(items not applied yet, received_at of the oldest of them), spool included."""
+        with self.engine.connect() as conn:
+            depth, oldest = queue_stats(conn)
+        if self.spool_path is not None:
+            waiting, first = spool.spool_stats(self.spool_path)
+            depth += waiting
+            oldest = first if oldest is None else oldest if first is None else min(oldest, first)
+        return depth, oldest
+
+
 @dataclass
 class _Request:
     items: Sequence[NewItem]
@@ -98,13 +145,18 @@ class _Request:
 
 
 class GroupCommitter:
-    """One writer thread; :meth:`submit` returns a future resolved after the commit."""
+    """One writer thread; :meth:`submit` returns a future resolved after the commit. It writes
+    to the spool at ``spool_path`` when given, else to ``engine``'s inbox table."""
 
     def __init__(self, engine: Engine, *, max_items: int = 5000,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None, spool_path: Path | None = None) -> None:
         self.engine = engine
         self.max_items = max_items
         self.on_commit = on_commit
+        self.spool_path = spool_path
+        self._spool: sqlite3.Connection | None = None
+        if spool_path is not None:  # created here so that a broken file fails the start
+            self._spool = spool.connect(spool_path, "FULL")
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="segsync-inbox-writer", daemon=True)
         self._thread.start()
@@ -117,6 +169,8 @@ class GroupCommitter:
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._spool is not None and not self._thread.is_alive():
+            self._spool.close()
 
     def _take(self) -> tuple[list[_Request], bool]:
         first = self._queue.get()
@@ -141,9 +195,8 @@ class GroupCommitter:
             if stop:
                 return
             try:
-                with begin_write(self.engine) as conn:
-                    counts = [insert_items(conn, r.items, r.received_at) for r in batch]
-            except (StoreError, SQLAlchemyError, OSError) as e:  # fail the requests, not the writer
+                counts = self._write(batch)
+            except (StoreError, SQLAlchemyError, sqlite3.Error, OSError) as e:  # fail the requests only
                 LOG.error("inbox write failed: %s", e)
                 for r in batch:
                     r.future.set_exception(StoreError(f"the inbox could not be written: {e}"))
@@ -152,3 +205,16 @@ class GroupCommitter:
                 r.future.set_result(n)
             if self.on_commit is not None:
                 self.on_commit()
+
+    def _write(self, batch: Sequence[_Request]) -> list[int]:
+        rows = [_rows(r.items, r.received_at) for r in batch]
+        if self._spool is not None:
+            return spool.write_batch(self._spool, rows)
+        with begin_write(self.engine) as conn:
+            return [insert_rows(conn, r) for r in rows]
+
+
+def move_from_spool(conn: Connection, rows: Sequence[spool.SpoolRow]) -> int:
+    """Copy spool rows into ``inbox`` (in the caller's transaction, duplicates skipped)."""
+    return insert_rows(conn, [(r.source, r.dedupe_key, r.kind, r.contact_key, r.payload, r.received_at)
+                              for r in rows])

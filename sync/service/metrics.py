@@ -4,14 +4,18 @@ text exposition format (version 0.0.4) by ``GET /metrics``.
 Other components increment the shared metrics of :data:`REGISTRY` directly, e.g.
 ``metrics.PUSHES.inc(destination="hubspot", status="applied")``; they are process-wide and
 thread-safe. Gauges that describe the store (inbox depth, lag) are set by the app just before
-rendering.
+rendering. ``segsync serve`` runs its HTTP front end in a process of its own
+(:mod:`sync.service.front`): the front end counts deliveries and acknowledgements, the main
+process everything else, and ``GET /metrics`` shows both — the front end asks the main process
+for its :meth:`Registry.snapshot` and renders it with its own samples
+(:meth:`Registry.render` ``extra``).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["REGISTRY", "Counter", "Gauge", "Histogram", "Registry"]
 
@@ -157,10 +161,22 @@ class Registry:
         self._add(metric)
         return metric
 
-    def render(self) -> str:
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every metric's sample lines (for another process's :meth:`render`)."""
         with self._lock:
             metrics = list(self._metrics.values())
-        return "\n".join(line for m in metrics for line in m.render()) + "\n"
+        return {m.name: m.samples() for m in metrics}
+
+    def render(self, extra: Mapping[str, Sequence[str]] | None = None) -> str:
+        """The exposition text; ``extra`` adds sample lines (another process's snapshot) to
+        the metrics of the same name."""
+        with self._lock:
+            metrics = list(self._metrics.values())
+        lines: list[str] = []
+        for m in metrics:
+            lines += m.render()
+            lines += (extra or {}).get(m.name, ())
+        return "\n".join(lines) + "\n"
 
 
 REGISTRY = Registry()

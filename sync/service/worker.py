@@ -2,7 +2,9 @@
 
 One pass (:meth:`Worker.run_once`):
 
-1. In **one write transaction**: read up to ``batch`` pending items in id order (so the items
+1. In **one write transaction**: move up to ``batch`` items from the acknowledgement spool of an
+   SQLite store into ``inbox`` (:mod:`sync.service.spool`; they are marked moved after the
+   commit), then read up to ``batch`` pending items in id order (so the items
    of one contact are applied in the order they were acknowledged), apply each
    (:class:`sync.service.apply.Applier`, inside a savepoint so one bad item is recorded as
    ``failed: <reason>`` without holding up the rest) and mark it ``applied`` with its outcome.
@@ -32,7 +34,8 @@ from mapping.errors import SegsyncError
 from mapping.project import Project
 from sync.service import metrics
 from sync.service.apply import Applied, Applier
-from sync.service.inbox import mark_done, purge_done
+from sync.service.inbox import Inbox, mark_done, move_from_spool, purge_done
+from sync.service.spool import Spool
 from sync.store import repo, schema
 from sync.store.tx import begin_write
 
@@ -88,6 +91,8 @@ class Worker:
         with begin_write(engine) as conn:
             type_ids = repo.event_type_ids(conn, project.events)
         self.applier = Applier(project, type_ids, forget_remote)
+        path = Inbox(engine).spool_path
+        self.spool = None if path is None else Spool(path)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,6 +112,8 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.spool is not None and (self._thread is None or not self._thread.is_alive()):
+            self.spool.close()
 
     def _loop(self) -> None:
         if self.start_delay_s and self._stop.wait(self.start_delay_s):
@@ -124,7 +131,8 @@ class Worker:
     # ---------------------------------------------------------------------------- one pass
 
     def run_once(self) -> int:
-        """Apply one batch of pending items; returns how many items it handled."""
+        """Apply one batch of pending items; returns how many items it applied (or moved from
+        the spool, when that is more)."""
         self._finish_applied()
         i = schema.inbox
         handled: list[tuple[int, str, Applied]] = []
@@ -132,6 +140,8 @@ class Worker:
             if conn.dialect.name == "postgresql" and not conn.execute(
                     text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY}).scalar():
                 return 0
+            moved = self.spool.unmoved(self.batch) if self.spool is not None else []
+            move_from_spool(conn, moved)
             rows = conn.execute(select(i.c.id, i.c.source, i.c.kind, i.c.payload)
                                 .where(i.c.status == "pending").order_by(i.c.id).limit(self.batch)).all()
             now = self.clock()
@@ -148,6 +158,8 @@ class Worker:
                     [{"b_id": n, "b_outcome": r.outcome[:32],
                       "b_contact": r.contact_ids[0] if r.contact_ids else None}
                      for n, _, r in handled])
+        if moved and self.spool is not None:
+            self.spool.mark_moved(moved[-1].id)
         for n, source, r in handled:
             LOG.info("inbox item %d (%s): %s", n, source, r.outcome)
             metrics.PROCESSED.inc(source=source, outcome=r.outcome.split(":")[0])
@@ -155,7 +167,7 @@ class Worker:
             self._run_hook([n for n, _, _ in handled],
                            {c for _, _, r in handled for c in r.contact_ids})
         self._purge()
-        return len(handled)
+        return max(len(handled), len(moved))
 
     def _one(self, conn: Connection, row: Row[Any], now: int) -> Applied:
         try:
@@ -203,7 +215,10 @@ class Worker:
         if time.monotonic() - self._last_purge < 60:
             return
         self._last_purge = time.monotonic()
+        before = self.clock() - self.retention_ms
         with begin_write(self.engine) as conn:
-            gone = purge_done(conn, self.clock() - self.retention_ms)
+            gone = purge_done(conn, before)
+        if self.spool is not None:
+            gone += self.spool.purge(before)
         if gone:
             LOG.info("purged %d processed inbox item(s) older than the retention", gone)

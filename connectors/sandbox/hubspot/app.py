@@ -17,7 +17,7 @@ from typing import Any
 
 from connectors.sandbox.server import App, HTTPError, Request, Response, Route
 
-from . import activity, batch, contacts, control, email_events, errors, lists, properties, search
+from . import activity, batch, contacts, control, email_events, errors, lists, properties, search, web_events
 from .ratelimit import RateLimiter
 from .settings import HubSpotSettings
 from .state import HubSpotState
@@ -115,6 +115,7 @@ def build_app(state: HubSpotState, settings: HubSpotSettings | None = None) -> H
         with state.lock:
             return email_events.handle_events(state.email_events, settings.webhooks.portal_id, req)
 
+    web_events.register(app, state, settings)
     control.register(app, state, settings, app.limiter, app.webhooks, app.sync_listeners)
     for route in app.routes:
         if route.rate_class == "standard":

@@ -4,8 +4,8 @@ limit; the generic ``/_sandbox/`` log, counters and faults belong to the sandbox
 * ``GET  contacts/{id-or-email}``  every property, archived flag, list memberships
 * ``GET  lists`` / ``GET lists/{id-or-name}``  list definitions; one list with its member ids
 * ``GET  properties``  every property definition (archived too)
-* ``GET  stats``  counts of contacts, lists, email events
-* ``GET|PATCH settings``  rate-limit / webhook / batch settings (partial update)
+* ``GET  stats``  counts of contacts, lists, email events, web (unified) events
+* ``GET|PATCH settings``  rate-limit / webhook / batch / unified-events settings (partial update)
 * ``GET  webhooks``  delivery counters and recent deliveries
 * ``POST activity``  ``{"count": N, "kinds": [...], "seed": S}`` generates live activity
 * ``POST reset``  back to the loaded dataset (and fresh rate-limit windows)
@@ -88,6 +88,7 @@ def register(
                     "lists": len(state.lists),
                     "properties": len(state.properties),
                     "email_events": len(state.email_events),
+                    "web_events": len(state.web_events),
                 },
             )
 

@@ -184,6 +184,9 @@ def default_properties(now_ms: int) -> dict[str, PropertyDef]:
             True,
             [],
         ),
+        # set by a merge on the surviving contact: the merged ids, ";"-joined (QUIRKS.md)
+        ("hs_merged_object_ids", "Merged Contact IDs", "enumeration", "checkbox", "contactinformation",
+         True, []),
     ]
     return {
         name: PropertyDef(

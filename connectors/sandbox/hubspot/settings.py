@@ -44,6 +44,8 @@ class HubSpotSettings:
     # "per_input": invalid inputs of a batch fail alone in a 207 (what the issue asks for);
     # "whole_batch": any invalid property value rejects the whole batch with a 400.
     batch_validation: str = "per_input"
+    # the unified events API (GET /events/v3/events) is Enterprise-only: False answers 403
+    unified_events: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -64,6 +66,10 @@ class HubSpotSettings:
                 if value not in ("per_input", "whole_batch"):
                     raise ValueError("batch_validation must be 'per_input' or 'whole_batch'")
                 self.batch_validation = value
+            elif key == "unified_events":
+                if not isinstance(value, bool):
+                    raise ValueError("unified_events must be true or false")
+                self.unified_events = value
             elif key == "batch_limit" and isinstance(value, int) and value > 0:
                 self.batch_limit = value
             else:

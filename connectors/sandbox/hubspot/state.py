@@ -19,8 +19,14 @@ from typing import Any
 
 from .email_events import EmailEventStore
 from .schema import PropertyDef, default_groups, default_properties, iso_ms, parse_instant
+from .web_events import WebEvents, WebEventSource
 
 SEED_PROPERTIES = ("email", "firstname", "lastname", "phone", "city", "country", "lifecyclestage")
+MERGED_IDS = "hs_merged_object_ids"
+
+
+def _ids(value: str | None) -> list[str]:
+    return [part for part in (value or "").split(";") if part]
 
 
 def wall_clock_ms() -> int:
@@ -120,6 +126,7 @@ class HubSpotState:
         self.listeners: list[Callable[[Change], None]] = []
         self._people: list[dict[str, Any]] = []
         self._base_events = EmailEventStore()
+        self._base_web = WebEventSource()
         self._clear()
 
     def _clear(self) -> None:
@@ -132,6 +139,7 @@ class HubSpotState:
         self.lists: dict[int, ContactList] = {}
         self.list_names: dict[str, int] = {}
         self.email_events = EmailEventStore()
+        self.web_events: WebEvents = self._base_web.bind({})
         self.next_id = 1
         self.next_list_id = 1
 
@@ -140,22 +148,29 @@ class HubSpotState:
     def load_dataset(self, dataset: Any) -> None:
         """Load the commons ``Dataset`` (``connectors.sandbox.dataset``): people with ``in_hubspot``
         become contacts, their email activity (sent/delivered/opened/clicked/bounced/unsubscribed)
-        marketing-email events. Emails are trimmed and lower-cased as HubSpot stores them, so the
+        marketing-email events, their web activity (product views, cart adds, orders) unified
+        events (``web_events``). Emails are trimmed and lower-cased as HubSpot stores them, so the
         data set's case/whitespace duplicates collapse into one contact (HubSpot dedupes by email)."""
         from .loader import email_activity, person_record
 
         self._people = [person_record(p) for p in dataset.people if p.in_hubspot]
         self._base_events = email_activity(dataset)
+        self._base_web = WebEventSource.from_dataset(dataset)
         self.reset()
 
     def load_records(
-        self, people: Iterable[Mapping[str, Any]], email_events: Iterable[Mapping[str, Any]]
+        self,
+        people: Iterable[Mapping[str, Any]],
+        email_events: Iterable[Mapping[str, Any]],
+        web_events: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         """Plain dicts: people ``{email, firstname, lastname, phone, city, country, lifecyclestage,
-        createdate (ms), lastmodifieddate (ms)?}``; events ``{email, kind, ts, campaign_id?, url?}``."""
+        createdate (ms), lastmodifieddate (ms)?}``; events ``{email, kind, ts, campaign_id?, url?}``;
+        web events ``{email, kind, ts, properties?, value?}`` (``web_events.WebEventSource``)."""
         self._people = [dict(p) for p in people]
         self._base_events = EmailEventStore()
         self._base_events.load(email_events)
+        self._base_web = WebEventSource.from_records(web_events)
         self.reset()
 
     def reset(self) -> None:
@@ -175,6 +190,7 @@ class HubSpotState:
                         continue  # HubSpot dedupes contacts by email
                 self._insert(props, created, modified)
             self.email_events = self._base_events.copy()
+            self.web_events = self._base_web.bind(self.by_email)
 
     # ---- contacts (caller holds the lock) --------------------------------------------------
 
@@ -272,13 +288,20 @@ class HubSpotState:
             self._emit(Change("contact.privacyDeletion", c.id, now))
 
     def merge(self, primary: Contact, other: Contact) -> Contact:
-        """Merge ``other`` into ``primary``: missing properties move over; ``other`` disappears."""
+        """Merge ``other`` into ``primary``: missing properties move over; ``other`` disappears;
+        ``primary``'s ``hs_merged_object_ids`` lists every id merged into it so far (its own
+        earlier ones, ``other``'s id and the ids merged into ``other``), ``;``-joined."""
         now = self.clock()
         moved = {k: v for k, v in other.props.items() if k not in primary.props}
+        moved.pop(MERGED_IDS, None)
+        merged = [*_ids(primary.props.get(MERGED_IDS)), str(other.id), *_ids(other.props.get(MERGED_IDS))]
         email = other.props.get("email")
         if email is not None and self.by_email.get(email) == other.id:
             del self.by_email[email]
         del self.contacts[other.id]
+        for old, into in self.merged_into.items():
+            if into == other.id:  # ids merged into `other` now resolve to `primary` too
+                self.merged_into[old] = primary.id
         self.merged_into[other.id] = primary.id
         for lst in self.lists.values():
             joined = lst.members.pop(other.id, None)
@@ -286,7 +309,7 @@ class HubSpotState:
                 lst.members.setdefault(primary.id, joined)
                 lst.touched(now)
         moved.pop("hs_object_id", None)
-        self.apply(primary, moved, "CRM")
+        self.apply(primary, {**moved, MERGED_IDS: ";".join(dict.fromkeys(merged))}, "CRM")
         if self.listeners:
             extra = {
                 "primaryObjectId": primary.id,
