@@ -236,7 +236,8 @@ def load_postgres(
             con.execute(
                 "ALTER TABLE events ADD CONSTRAINT uq_events_source_id UNIQUE (source, source_event_id)"
             )
-            con.execute("VACUUM ANALYZE")
+            con.execute("VACUUM ANALYZE events")
+            con.execute("VACUUM ANALYZE contacts")
             con.execute(f"COMMENT ON SCHEMA {schema_name} IS '{_pg_tag(spec, layout)}'")
         if log:
             print(

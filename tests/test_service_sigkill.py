@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sync.store import repo, schema
 from sync.store.db import open_store
 from sync.store.tx import begin_write
-from tests.service_support import CONFIG, ENV, hs_headers, prop_change
+from tests.service_support import CONFIG, ENV, hs_headers, prop_change, stored
 
 
 class Serve:
@@ -64,6 +64,18 @@ class Serve:
             self.log.append(self.lines.get())
 
 
+def _front_end_exits(uri: str, body: bytes, now: int, timeout: float = 10.0) -> None:
+    """The front end process of a killed ``serve`` stops answering (it follows its parent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(uri, content=body, headers=hs_headers(body, ts=now, uri=uri), timeout=2)
+        except httpx.TransportError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{uri} still answers {timeout:.0f} s after serve was killed")
+
+
 @pytest.mark.slow
 def test_sigkill_between_ack_and_processing(tmp_path: Path) -> None:
     config = tmp_path / "segsync.toml"
@@ -81,9 +93,10 @@ def test_sigkill_between_ack_and_processing(tmp_path: Path) -> None:
     r = httpx.post(uri, content=body, headers=hs_headers(body, ts=now, uri=uri), timeout=10)
     assert r.status_code == 200 and r.json() == {"received": 1, "new": 1}
     first.stop(signal.SIGKILL)
+    assert stored(engine) == 1  # acknowledged = committed (to the acknowledgement spool)
     with engine.connect() as conn:
-        assert conn.execute(select(schema.inbox.c.status)).scalars().all() == ["pending"]
         assert conn.execute(select(schema.contacts.c.attributes)).scalar_one() == {}
+    _front_end_exits(uri, body, now)
 
     second = Serve(config)
     second.wait_for(r"inbox item \d+ \(hubspot\): applied")

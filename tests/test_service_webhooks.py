@@ -169,7 +169,7 @@ def test_health_and_metrics(svc: Service) -> None:
     rejected = metrics.DELIVERIES.value(source="hubspot", status="rejected_signature")
     svc.post_hubspot([prop_change(501, "plan", "pro")])
     svc.client.post("/webhooks/hubspot", content=b"[]", headers={"X-HubSpot-Signature-v3": "x"})
-    assert svc.client.get("/healthz").json() == {"status": "ok", "queue_depth": 1}
+    assert svc.client.get("/healthz").json() == {"status": "ok", "queue_depth": 1, "lag_seconds": 0}
     text = svc.client.get("/metrics").text
     assert "segsync_inbox_queue_depth 1\n" in text and "segsync_inbox_lag_seconds 0\n" in text
     assert f'segsync_deliveries_total{{source="hubspot",status="accepted"}} {int(accepted) + 1}' in text
