@@ -75,7 +75,8 @@ rule = 'lifecycle in ["salesqualifiedlead", "opportunity"]'
 rule = 'last_open > ago("7d") or exists("email_opened", within="7d")'
 
 [destinations.hubspot]
-booleans = {{ segsync_customer = "customers", segsync_pipeline = "pipeline", segsync_opener = "recent_openers" }}
+booleans = {{ segsync_customer = "customers", segsync_pipeline = "pipeline", \
+             segsync_opener = "recent_openers" }}
 
 [destinations.klaviyo]
 tags = {{ field = "segsync_segments" }}
@@ -193,7 +194,8 @@ class Stamps:
         stack.sandbox.hubspot.state.listeners.append(self._listen)
 
     def _listen(self, change: Any) -> None:
-        if getattr(change, "source", None) == "API" and getattr(change, "property_name", None) == "segsync_customer":
+        name = getattr(change, "property_name", None)
+        if getattr(change, "source", None) == "API" and name == "segsync_customer":
             with self.lock:
                 self.seen.setdefault(int(change.object_id), []).append(time.perf_counter())
 
@@ -313,13 +315,14 @@ def main() -> None:
     entry = "\n".join([
         f"## Real time: webhook -> push reaching the sandbox — {when}", "",
         f"- command: `{cmd}`", f"- machine: {_machine()}",
-        f"- one process: sandbox (rate limits on, its own webhook sender), service (uvicorn), inbox worker, "
-        f"real-time hook, flusher (linger 200 ms, batch 100), ticks 1 s; SQLite store pulled from the sandbox "
-        f"({res['contacts']:,} HubSpot contacts, {res['linked']:,} linked)",
+        "- one process: sandbox (rate limits on, its own webhook sender), service (uvicorn), inbox worker, "
+        "real-time hook, flusher (one lane per destination, linger 200 ms, batch 100), ticks 1 s; SQLite "
+        f"store pulled from the sandbox ({res['contacts']:,} HubSpot contacts, {res['linked']:,} linked)",
         "- latency = sandbox contact's lifecyclestage changed -> sandbox applies segsync's push of "
         "`segsync_customer` for it (target: p95 < 2 s)",
         f"- lone changes (1.5 s apart): {_fmt(res['lone'])}",
-        f"- steady {res['steady']['rate']:.0f} changes/s for {res['steady']['seconds']:.0f} s: {_fmt(res['steady'])}",
+        f"- steady {res['steady']['rate']:.0f} changes/s for {res['steady']['seconds']:.0f} s: "
+        f"{_fmt(res['steady'])}",
         f"- burst of {args.burst} at once: {_fmt(res['burst'])}",
         f"- flushes: {res['flushes']}; target met: **{'yes' if ok else 'NO'}**", ""])
     print(entry)

@@ -88,12 +88,16 @@ class Scheduler:
     """Runs ``job`` on ``schedule`` until :meth:`stop` (or the ``stop`` event) is set."""
 
     def __init__(self, schedule: Schedule, job: Callable[[], object], *, run_at_start: bool = True,
-                 clock: Callable[[], int] = _wall_ms, stop: threading.Event | None = None) -> None:
+                 clock: Callable[[], int] = _wall_ms, stop: threading.Event | None = None,
+                 wait: Callable[[float], bool] | None = None) -> None:
+        """``wait(seconds)`` sleeps until the time passed or the scheduler was stopped (True);
+        tests inject a clock and a wait that advances it."""
         self.schedule = schedule
         self.job = job
         self.run_at_start = run_at_start
         self.clock = clock
         self.stopping = stop or threading.Event()
+        self.wait = wait or self.stopping.wait
         self.runs = 0
         self.failures = 0
 
@@ -113,7 +117,7 @@ class Scheduler:
         while not self.stopping.is_set():
             wait_ms = due - self.clock()
             if wait_ms > 0:
-                if self.stopping.wait(min(wait_ms / 1000, 3600.0)):
+                if self.wait(min(wait_ms / 1000, 3600.0)):
                     return
                 continue
             started = self.clock()

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from sqlalchemy import Engine, select
@@ -125,7 +126,7 @@ def hubspot_state(url: str, ids: Iterable[str], fields: Iterable[str],
     """(record, target) -> value of the given fields and list memberships, as HubSpot holds them
     (empty fields and non-memberships left out)."""
     out: dict[tuple[str, str], Any] = {}
-    members = {name: set(get(f"{url}/_sandbox/hubspot/lists/{requests.utils.quote(name)}")["members"])
+    members = {name: set(get(f"{url}/_sandbox/hubspot/lists/{quote(name)}")["members"])
                for name in lists}
     wanted = list(fields)
     for rid in ids:

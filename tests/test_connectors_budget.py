@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 import time
 
@@ -16,6 +18,7 @@ from connectors.budget import (
     hubspot_spec,
     klaviyo_spec,
 )
+from connectors.ratewindow import MAX_FLIGHT, Window
 
 
 class FakeTime:
@@ -226,3 +229,133 @@ def test_registry_shares_per_provider_and_account() -> None:
     registry.clear()
     assert registry.get(hubspot_spec()) is not got[0]
     assert isinstance(REGISTRY, BudgetRegistry)
+
+
+# --- sends in flight, and the server's fixed-window phase (connectors.ratewindow) ----------
+
+
+def test_a_send_counts_from_its_acquire_until_a_span_after_its_answer() -> None:
+    t = FakeTime()
+    b = budget(BudgetSpec("test", {"w": WindowSpec(1, 1.0)}, {"c": ("w",)}, margin=0.1), t)
+    b.acquire("c")
+    t.now = 3.0  # the call took 3 s (a GC pause between acquire and the socket write, say)
+    b.observe("c", None)  # answered: counted until 3.0 + 1.1, whenever the server saw it
+    assert b.acquire("c") == pytest.approx(1.1)
+
+
+def test_sends_in_flight_hold_their_slots_until_answered() -> None:
+    w = Window(2, 1.0, 0.1)
+    w.record(1, 0.0, key=1)
+    w.record(1, 0.0, key=2)
+    assert w.wait(1, 5.0) == pytest.approx(1.1)  # nothing can leave before a span after an answer
+    assert w.answer(1, 5.5) == 0.0  # the acquire time
+    assert w.wait(1, 6.0) == pytest.approx(0.6)
+    w.record(1, 7.0, key=2)  # a sender's next send answers its previous one
+    assert w.used(7.0) == 2 and w.times(7.0) == [7.0, 7.0]  # key 1 has left; key 2 answered at 7
+    assert w.used(7.0 + MAX_FLIGHT + 1.2) == 0  # never answered: counted as answered after MAX_FLIGHT
+
+
+def test_klaviyo_resets_place_the_server_windows_and_allow_a_catch_up() -> None:
+    w = Window(150, 60.0, 0.1, reset_unit=1.0)
+    for i in range(150):
+        w.record(1, 10.0, key=i)
+        w.answer(i, 10.2)
+    w.learn(10.0, 10.2, 20.0)  # the server's window ends 20 s after the arrival (whole seconds)
+    assert w.phase == pytest.approx((29.0, 31.2))
+    assert w.wait(1, 12.0) == pytest.approx(31.2 - 12.0)  # surely rolled over at 31.2, not at 70.3
+    assert w.wait(1, 31.2) == 0.0
+    w.learn(40.0, 40.1, 50.0)  # the same boundary one window later: narrows it
+    assert w.phase == pytest.approx((29.0, 31.1))
+
+
+def test_contradicting_resets_and_repeated_429s_switch_the_phase_rule_off() -> None:
+    w = Window(150, 60.0, 0.1)
+    w.learn(0.0, 0.1, 10.0)
+    w.learn(20.0, 20.1, 10.0)  # the window cannot end at both 10 and 30 (+ k * 60)
+    assert (w.phase, w.fixed) == (None, False)
+    w.learn(30.0, 30.1, 10.0)
+    assert w.phase is None  # off for good
+    v = Window(150, 60.0, 0.1)
+    v.learn(0.0, 0.1, 10.0)
+    v.throttled()
+    assert v.phase is None and v.fixed  # forgotten, learned again from the next answer
+    v.learn(0.0, 0.1, 10.0)
+    v.throttled()
+    assert not v.fixed
+
+
+def test_only_klaviyo_headers_teach_the_phase() -> None:
+    t = FakeTime()
+    k = budget(klaviyo_spec(), t)
+    k.acquire("list_members")
+    headers = {"RateLimit-Limit": "150", "RateLimit-Remaining": "149", "RateLimit-Reset": "42"}
+    k.observe("list_members", headers)
+    assert k.phase("list_members.steady") == pytest.approx((41.0, 43.0))
+    assert k.phase("list_members.burst") is None
+    h = budget(hubspot_spec(), t)
+    h.acquire("default")
+    h.observe("default", {"X-HubSpot-RateLimit-Remaining": "189"})
+    assert h.phase("ten_second") is None
+
+
+def _simulate(seed: int, phase_rule: bool) -> list[int]:
+    """Four senders share Klaviyo's list windows (10 per 1 s, 150 per 60 s) against a server
+    with fixed windows at a random offset; latencies vary, and the client sometimes stalls
+    (a GC pause) before a send or between acquire and arrival. Returns the arrivals per
+    server steady window; asserts that no burst window is overrun on the way."""
+    rng = random.Random(seed)
+    offset = rng.uniform(0, 60.0)
+    burst, steady = Window(10, 1.0, 0.1), Window(150, 60.0, 0.1, reset_unit=1.0)
+    steady.fixed = phase_rule
+    per_window: dict[int, int] = {}
+    per_burst: dict[int, int] = {}
+    arrived: dict[int, float] = {}
+    events = [(0.0, k, False, 0.0) for k in range(4)]  # (time, sender, is an answer, acquired at)
+    sent, paused_until = 0, 0.0  # a pause stops the whole client (every thread)
+    while events:
+        events.sort()
+        now, k, answer, acquired = events.pop(0)
+        if now < paused_until:
+            events.append((paused_until, k, answer, acquired))
+            continue
+        if answer:
+            burst.answer(k, now)
+            steady.answer(k, now)
+            end = (math.floor((arrived[k] - offset) / 60.0) + 1) * 60.0 + offset
+            steady.learn(acquired, now, math.ceil(end - arrived[k]))
+            if rng.random() < 0.02:
+                paused_until = now + rng.uniform(1.0, 4.0)
+            events.append((now, k, False, 0.0))
+            continue
+        if sent == 3000:
+            continue
+        wait = max(burst.wait(1, now), steady.wait(1, now))
+        if wait > 0:
+            events.append((now + wait, k, False, 0.0))
+            continue
+        burst.record(1, now, k)
+        steady.record(1, now, k)
+        sent += 1
+        arrival = now + rng.uniform(0.005, 0.05) + (rng.uniform(0.5, 2.0) if rng.random() < 0.02 else 0.0)
+        arrived[k] = arrival
+        no = math.floor((arrival - offset) / 60.0)
+        per_window[no] = per_window.get(no, 0) + 1
+        per_burst[math.floor(arrival - offset)] = per_burst.get(math.floor(arrival - offset), 0) + 1
+        events.append((arrival + rng.uniform(0.005, 0.05), k, True, now))
+    assert max(per_burst.values()) <= 10
+    nos = sorted(per_window)
+    return [per_window.get(n, 0) for n in range(nos[0], nos[-1] + 1)]
+
+
+def test_fixed_windows_are_never_overrun_and_stalls_are_caught_up() -> None:
+    def mean_full(counts: list[int]) -> float:
+        return sum(counts[1:-1]) / len(counts[1:-1])  # leave out the partial first and last
+
+    with_phase, sliding = [], []
+    for seed in range(1, 6):
+        runs = _simulate(seed, phase_rule=True), _simulate(seed, phase_rule=False)
+        assert max(runs[0]) <= 150 and max(runs[1]) <= 150  # no steady window overrun either
+        with_phase.append(mean_full(runs[0]))
+        sliding.append(mean_full(runs[1]))
+    assert min(with_phase) >= 0.99 * 150
+    assert sum(with_phase) > sum(sliding) and min(sliding) < 0.99 * 150  # the catch-up pays

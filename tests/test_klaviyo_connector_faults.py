@@ -5,17 +5,22 @@ truncated JSON, missing fields) become typed errors carrying the request id."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
+from threading import Lock, Thread
 from typing import Any
 
 import pytest
 
 from connectors.base import SchemaSpec
+from connectors.budget import RateBudget, klaviyo_spec
 from connectors.errors import AuthError, MalformedResponse, RetryableError
-from connectors.records import Change, ChangeOp, PushStatus
+from connectors.klaviyo import KlaviyoConnector, KlaviyoOptions
+from connectors.records import Change, ChangeOp, PushResult, PushStatus
+from connectors.retry import RetryPolicy
 from connectors.sandbox import Sandbox
+from connectors.sandbox.server import Request, Route
 from tests.test_klaviyo_connector_support import FakeClock, clock, connector, routes, sb
 
 __all__ = ["clock", "sb"]
@@ -71,6 +76,126 @@ def test_seeded_random_faults_end_in_the_intended_state(
     assert set(lst.members) == set(ids)
     injected = sb.klaviyo.faults.to_json()["injected"]
     assert sum(i["count"] for i in injected) >= 1
+
+
+# --- the acceptance run: 20,000 property and 20,000 list changes under seeded faults -------
+
+ACCEPTANCE_FAULTS = (
+    "partial=1#1@bulk_import_profiles,"  # at least one bulk job fails in part, whatever the seed
+    "429=0.10,5xx=0.05,reset_after=0.02,partial=0.01"
+)
+BAD_EMAILS = ("not-an-email", "two@@example.com", "spaces in@example.com")
+UNKNOWN = ("01NOSUCHPROFILE0000000000A", "01NOSUCHPROFILE0000000000B")
+
+
+class Writes:
+    """A guard run just before the handlers: the body of every write the sandbox applies
+    (requests answered by a fault, 429 or 5xx, never reach it; a reset-after one does)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, str, Any]] = []  # (route, path, body)
+        self._lock = Lock()
+
+    def __call__(self, req: Request, route: Route) -> None:
+        if route.name in ("bulk_import_profiles", "add_profiles_to_list", "remove_profiles_from_list"):
+            with self._lock:
+                self.bodies.append((route.name, req.path, json.loads(req.body)))
+
+    def values(self) -> dict[tuple[str, str], set[str]]:
+        """(profile id, field) -> every distinct value written; (list path, profile id) -> ops."""
+        seen: dict[tuple[str, str], set[str]] = {}
+        for route, path, body in self.bodies:
+            if route == "bulk_import_profiles":
+                for row in body["data"]["attributes"]["profiles"]["data"]:
+                    attrs = dict(row["attributes"])
+                    for name, value in {**attrs.pop("properties", {}), **attrs}.items():
+                        seen.setdefault((row["id"], name), set()).add(json.dumps(value))
+                    for name in (row.get("meta") or {}).get("patch_properties", {}).get("unset", []):
+                        seen.setdefault((row["id"], name), set()).add("<unset>")
+            else:
+                for item in body["data"]:
+                    seen.setdefault((path, item["id"]), set()).add(route)
+        return seen
+
+
+@pytest.mark.slow
+def test_acceptance_20000_property_and_20000_list_changes_under_seeded_faults(sb: Sandbox) -> None:
+    state = sb.klaviyo.state
+    with state.lock:
+        ids = [state.create_profile({"email": f"acc{i}@example.com"}).id for i in range(20_000)]
+        for pid in ids[:5000]:
+            state.profiles[pid].properties["old_tier"] = "gold"
+        keep = state.create_list("Accept Keep")
+        state.add_members(keep, ids[10_000:20_000])
+    writes = Writes()
+    sb.klaviyo.app.guards.append(writes)
+    sb.set_faults(ACCEPTANCE_FAULTS, seed=2024)
+    fake = FakeClock()  # retries and the budget wait on fake time; job polling really waits
+    conn = KlaviyoConnector(
+        sb.klaviyo_key, sb.klaviyo_url, metrics={},
+        budget=RateBudget(klaviyo_spec(), clock=fake.now, sleep=fake.sleep),
+        retry=RetryPolicy("klaviyo", sleep=fake.sleep, clock=fake.now),
+        options=KlaviyoOptions(max_job_profiles=1000, job_poll_initial=0.02, job_poll_max=0.1),
+    )  # fmt: skip
+    for _ in range(4):  # create_list is never retried blindly: a failed create waits for the next run
+        report = conn.ensure_schema(SchemaSpec(lists=("Accept Join", "Accept Keep")))
+        if set(report.list_ids) == {"Accept Join", "Accept Keep"}:
+            break
+    assert report.list_ids["Accept Keep"] == keep.id
+    bad = {ids[i]: BAD_EMAILS[i % 3] for i in range(19_995, 20_000)}
+    segments = [f"s{i % 7}" for i in range(15_000)]
+    pairs = zip(ids, segments, strict=False)
+    props = [
+        *(Change("klaviyo", pid, ChangeOp.SET_FIELD, "segment", segment) for pid, segment in pairs),
+        *(Change("klaviyo", pid, ChangeOp.UNSET_FIELD, "old_tier") for pid in ids[:2000]),
+        *(Change("klaviyo", pid, ChangeOp.SET_FIELD, "tier", "silver") for pid in ids[2000:4993]),
+        *(Change("klaviyo", pid, ChangeOp.SET_FIELD, "email", email) for pid, email in bad.items()),
+        *(Change("klaviyo", pid, ChangeOp.SET_FIELD, "segment", "ghost") for pid in UNKNOWN),
+    ]  # fmt: skip
+    lists = [
+        *(Change("klaviyo", pid, ChangeOp.LIST_ADD, "Accept Join") for pid in ids[:14_998]),
+        *(Change("klaviyo", pid, ChangeOp.LIST_ADD, "Accept Join") for pid in UNKNOWN),
+        *(Change("klaviyo", pid, ChangeOp.LIST_REMOVE, "Accept Keep") for pid in ids[10_000:15_000]),
+    ]
+    changes = props + lists
+    assert (len(props), len(lists)) == (20_000, 20_000)
+
+    final: dict[str, PushResult] = {}
+    pending = changes
+    for _ in range(4):  # what the executor does: retryable results go out again next run
+        results = conn.apply(pending)
+        assert [r.change for r in results] == pending
+        final.update((r.change.idempotency_key, r) for r in results)
+        pending = [r.change for r in results if r.status is PushStatus.RETRYABLE]
+        if not pending:
+            break
+    assert not pending, f"{len(pending)} changes still retryable after 4 runs"
+
+    # every rejected record is one of the seeded invalid ones, and says why
+    rejected = {r.change.record_id: r for r in final.values() if r.status is PushStatus.REJECTED}
+    assert set(rejected) == set(bad) | set(UNKNOWN)
+    assert all("email" in (rejected[pid].reason or "").lower() for pid in bad)
+    assert all("does not exist" in (rejected[pid].reason or "") for pid in UNKNOWN)
+    # the sandbox holds exactly the intended state
+    with state.lock:
+        for pid, segment in zip(ids, segments, strict=False):
+            assert state.profiles[pid].properties.get("segment") == segment
+        assert all("old_tier" not in state.profiles[pid].properties for pid in ids[:2000])
+        assert all(state.profiles[pid].properties["old_tier"] == "gold" for pid in ids[2000:5000])
+        assert all(state.profiles[pid].properties.get("tier") == "silver" for pid in ids[2000:4993])
+        assert all(state.profiles[pid].attrs["email"] == f"acc{ids.index(pid)}@example.com" for pid in bad)
+        [join] = [x for x in state.lists.values() if x.name == "Accept Join"]
+        assert set(join.members) == set(ids[:14_998])
+        assert set(keep.members) == set(ids[15_000:20_000])
+    # no record was written twice with different values
+    conflicting = {key: v for key, v in writes.values().items() if len(v) > 1}
+    assert not conflicting, list(conflicting.items())[:3]
+    # the faults did strike, each kind, and were survived
+    injected = Counter[str]()
+    for item in sb.klaviyo.faults.to_json()["injected"]:
+        injected[item["kind"]] += item["count"]
+    assert all(injected[k] > 0 for k in ("429", "5xx", "reset_after", "partial")), injected
+    assert any(j.transient and j.failed for j in state.jobs.values())  # a partially failed job
 
 
 # --- bad responses from a loopback server ------------------------------------------------

@@ -19,7 +19,7 @@ from mapping.rules import ast as r
 from sync.evaluate import evaluate
 from sync.realtime.ticks import tick
 from sync.store import schema
-from tests.eval_support import AS_OF, D, H, MIN
+from tests.eval_support import AS_OF, MIN, D, H
 from tests.realtime_support import open_members
 from tests.test_eval_property import (
     PROJECT_BASE,
@@ -97,8 +97,9 @@ def test_ticks_agree_with_a_full_evaluation(eval_engine_module: Engine, people: 
 def test_exact_constructs_never_select_everyone(eval_engine: Engine, construct: r.Expr) -> None:
     """The exact edges find a handful of contacts, not the population (a weak ticker that
     re-evaluated everyone would pass the property above too)."""
-    from tests.test_eval_property import Event, _ms  # noqa: F401  (the shared data helpers)
     from datetime import UTC, datetime
+
+    from tests.test_eval_property import Event
 
     def at(offset: int) -> datetime:
         return datetime.fromtimestamp((AS_OF - offset) / 1000, UTC)

@@ -115,3 +115,16 @@ def test_paced_client_at_the_ceiling_sees_no_429() -> None:
             time.sleep(max(window - time.time(), 0) + 0.005)
             statuses += [get(srv, "/api/metrics").status_code for _ in range(10)]
         assert statuses == [200] * 30
+
+
+def test_scaled_windows_round_waits_to_scaled_units_and_count_what_they_let_through() -> None:
+    clock = Clock(6.0 * 300_000 + 1.23)  # x0.1: 1.23 s into a 6 s steady window, 0.03 s into a burst one
+    lim = RateLimiter(clock, scale=0.1)
+    verdicts = [lim.check("add_profiles_to_list") for _ in range(11)]  # 10 per 0.1 s, 150 per 6 s
+    ok, throttled = verdicts[9], verdicts[10]
+    assert ok is not None and throttled is not None and not throttled.allowed
+    assert throttled.retry_after_s == pytest.approx(0.1)  # one scaled second, not a whole real one
+    assert RateLimiter.seconds_text(throttled.retry_after_s) == "0.1"
+    assert ok.reset_s == pytest.approx(4.8) and RateLimiter.headers(ok)["RateLimit-Reset"] == "4.8"
+    assert lim.allowed == {("add_profiles_to_list", 300_000): 10}
+    assert RateLimiter.seconds_text(25.0) == "25"  # unscaled values stay whole seconds

@@ -99,7 +99,7 @@ def test_sigkill_between_ack_and_processing(tmp_path: Path) -> None:
     _front_end_exits(uri, body, now)
 
     second = Serve(config)
-    second.wait_for(r"inbox item \d+ \(hubspot\): applied")
+    second.wait_for(r"applied inbox items 1-1: 1 hubspot applied")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with engine.connect() as conn:
@@ -115,7 +115,7 @@ def test_sigkill_between_ack_and_processing(tmp_path: Path) -> None:
     third = Serve(config)
     time.sleep(1.0)
     third.stop()
-    applied = [line for run in (first, second, third) for line in run.log if "inbox item" in line]
+    applied = [line for run in (first, second, third) for line in run.log if "applied inbox items" in line]
     assert len(applied) == 1, applied
     with engine.connect() as conn:
         inbox = conn.execute(select(schema.inbox.c.status, schema.inbox.c.outcome)).all()

@@ -12,8 +12,10 @@ at most ``max_job_profiles`` rows and ``max_job_bytes`` bytes of JSON (a row ove
 submission order with growing waits (``job_poll_initial`` x1.5 up to ``job_poll_max``,
 injected ``sleep``), until ``job_timeout``. A finished job's import errors are paged and
 mapped back to rows by their ``source.pointer`` (``/data/attributes/profiles/data/<i>/…``);
-those profiles are rejected with the error's detail, every other row is applied. Rows of a
-job that did not finish, was cancelled, or reported errors we cannot place are *retryable*:
+those profiles are rejected with the error's detail — unless the error's code says the
+failure was temporary (`TRANSIENT_CODES`: a server-side error on that row, the partial failure
+of a bulk job), which makes that row *retryable* — and every other row is applied. Rows of a
+job that did not finish, was cancelled, or reported errors we cannot place are retryable too:
 sending a "set" again is harmless.
 """
 
@@ -37,9 +39,12 @@ from connectors.klaviyo.convert import IDENTIFIER_FIELDS, STANDARD_FIELDS
 from connectors.klaviyo.wire import PROVIDER, document, index_in_pointer, resources, string_field
 from connectors.records import JsonValue
 
-__all__ = ["PROFILE_FIELDS", "ProfileWrite", "import_profiles", "patch_profile"]
+__all__ = ["PROFILE_FIELDS", "TRANSIENT_CODES", "ProfileWrite", "import_profiles", "patch_profile"]
 
 PROFILE_FIELDS = frozenset(STANDARD_FIELDS) | frozenset(IDENTIFIER_FIELDS)
+# import-error codes of a temporary, server-side failure of one row ([UNVERIFIED]: the sandbox's
+# choice, QUIRKS.md); everything else is the row's own fault
+TRANSIENT_CODES = frozenset({"internal_error", "server_error", "service_unavailable", "throttled"})
 
 Outcome = ConnectorError | None  # None = applied
 _ENVELOPE = 512  # bytes of the job document around its rows
@@ -232,9 +237,11 @@ def _map_errors(calls: KlaviyoCalls, writes: Sequence[ProfileWrite], job: _Job, 
             i = job.rows[k]
             code = attrs.get("code")
             reason = f"{code}: {detail}" if code else detail
-            out[i] = RecordRejected(
-                PROVIDER, writes[i].record_id, f"{reason} (at {pointer}, import job {job.id})"
-            )
+            reason += f" (at {pointer}, import job {job.id})"
+            if code in TRANSIENT_CODES:
+                out[i] = RetryableError(PROVIDER, None, None, f"{writes[i].record_id}: {reason}")
+            else:
+                out[i] = RecordRejected(PROVIDER, writes[i].record_id, reason)
             placed.add(i)
     if unplaced:
         error = RetryableError(PROVIDER, None, None, f"import job {job.id} reported {len(unplaced)} error(s) "

@@ -9,25 +9,32 @@ the type processors SQLAlchemy itself would apply (looked up once, from the firs
 description).
 
 A statement takes at most two values at execution: ``:as_of`` and the expanding ``:ids``.
+
+With psycopg the SQL is rewritten once to PostgreSQL's own ``$n`` placeholders and run on a
+``RawCursor``: psycopg parses ``%(name)s`` queries on every execution unless they are shorter
+than 4 kB, and the per-contact SELECT is far longer.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql.compiler import Compiled
 
 KEEP = 32  # rendered forms kept per statement (one per distinct number of ids)
+_PYFORMAT = re.compile(r"%%|%\(([^)]+)\)s")
 
 
 @dataclass
 class _Form:
-    sql: str
+    sql: str | bytes  # bytes: PostgreSQL's $n placeholders, for a psycopg RawCursor
     template: list[Any] | dict[str, Any]  # positional values, or named values
     as_of_at: list[Any]  # positions (or names) that take as_of
     ids_at: list[tuple[Any, int]]  # (position or name, index into ids)
@@ -68,10 +75,15 @@ class RawStatement:
             return value if proc is None else proc(value)
 
         names: Sequence[str]
-        if state.positiontup is not None:
-            names = state.positiontup
+        sql: str | bytes = state.statement
+        if dialect.driver == "psycopg":
+            sql, names = _dollar(state.statement)
             template: list[Any] | dict[str, Any] = [None] * len(names)
             slots: Sequence[Any] = range(len(names))
+        elif state.positiontup is not None:
+            names = state.positiontup
+            template = [None] * len(names)
+            slots = range(len(names))
         else:
             names = list(state.parameters)
             template, slots = {}, names
@@ -84,7 +96,7 @@ class RawStatement:
                 ids_at.append((slot, id_names[name]))
             else:
                 template[slot] = fixed(name)
-        return _Form(state.statement, template, as_of_at, ids_at)
+        return _Form(sql, template, as_of_at, ids_at)
 
     def _form(self, n: int) -> _Form:
         with self._lock:
@@ -103,7 +115,7 @@ class RawStatement:
         """All rows for ``as_of`` and ``ids``, on ``conn``'s DBAPI connection (its transaction)."""
         form = self._form(len(ids))
         raw: Any = conn.connection.driver_connection
-        cur = raw.cursor()
+        cur = psycopg.RawCursor(raw) if isinstance(form.sql, bytes) else raw.cursor()
         try:
             cur.execute(form.sql, form.params(as_of, ids))
             rows: list[Any] = cur.fetchall()
@@ -129,3 +141,17 @@ class RawStatement:
             if proc is not None:
                 out.append((i, proc))
         return out
+
+
+def _dollar(statement: str) -> tuple[bytes, list[str]]:
+    """A pyformat statement with ``$n`` placeholders instead (one per distinct name, in order of
+    first use) and ``%%`` unescaped; returns it encoded, and the names."""
+    names: dict[str, int] = {}
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return "%"
+        n = names.setdefault(m.group(1), len(names) + 1)
+        return f"${n}"
+
+    return _PYFORMAT.sub(sub, statement).encode(), list(names)

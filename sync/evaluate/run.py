@@ -189,5 +189,7 @@ def run_evaluation(engine: Engine, project: Project, as_of_ms: int,
         out.results = []
         run_subset(conn, project, as_of_ms, contact_ids, persist, out)
         if not persist:
-            conn.rollback()
+            # a dry run wrote nothing; ending it with COMMIT keeps psycopg's prepared statements,
+            # which it drops on every ROLLBACK
+            conn.commit()
         return out

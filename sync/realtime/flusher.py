@@ -13,9 +13,11 @@ APIs' batch maxima). So a burst of webhooks becomes a few batch requests, and a 
 out ``linger_ms`` after it was planned. Every ``poll_ms`` without signals it sends anyway, which
 picks up retries whose back-off ran out and items left over from before a restart.
 
-One flush at a time; a signal that arrives during a flush starts the next linger. Errors of the
-store are logged and the loop carries on (the outbox keeps the work); connector errors are
-handled per destination by the executor.
+Each destination has its own lane (thread, linger and batch count), so a slow destination
+(Klaviyo's per-profile writes under its rate limits) never holds back another's pushes. One
+flush at a time per lane; a signal that arrives during a flush starts the lane's next linger.
+Errors of the store are logged and the loop carries on (the outbox keeps the work); connector
+errors are handled per destination by the executor.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,9 +38,18 @@ from sync.service import metrics
 LOG = logging.getLogger("segsync.realtime.flusher")
 
 
+class _Lane:
+    """The linger state of one destination."""
+
+    def __init__(self) -> None:
+        self.waiting = 0  # changes signalled since this lane's last flush started
+        self.first: float | None = None  # monotonic time of the first of them
+
+
 class Flusher:
-    """The micro-batching loop (see the module docstring). ``clock`` (epoch ms) is the
-    executor's notion of now (outbox due times); the linger itself is measured monotonically."""
+    """The micro-batching loop (see the module docstring), one lane (thread) per destination,
+    so a slow destination never delays another's pushes. ``clock`` (epoch ms) is the
+    executor's notion of now (outbox due times); the linger is measured monotonically."""
 
     def __init__(self, engine: Engine, connectors: Mapping[str, Connector], *, linger_ms: int = 200,
                  batch_size: int = 100, poll_ms: int = 5_000, max_attempts: int = 5, trigger: str = "webhook",
@@ -55,76 +66,83 @@ class Flusher:
         self.on_flush = on_flush
         self.flushes = 0
         self._cond = threading.Condition()
-        self._waiting = 0  # changes signalled since the last flush started
-        self._first: float | None = None  # monotonic time of the first of them
+        self._lanes = {name: _Lane() for name in self.connectors}
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ producer side
 
     def signal(self, changes: int = 1) -> None:
-        """``changes`` new outbox items were committed."""
+        """``changes`` new outbox items were committed (for any destination)."""
         if changes <= 0:
             return
         with self._cond:
-            self._waiting += changes
-            if self._first is None:
-                self._first = time.monotonic()
-            self._cond.notify()
+            now = time.monotonic()
+            for lane in self._lanes.values():
+                lane.waiting += changes
+                if lane.first is None:
+                    lane.first = now
+            self._cond.notify_all()
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the loops
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="segsync-flusher", daemon=True)
-        self._thread.start()
+        for name in self.connectors:
+            thread = threading.Thread(target=self._loop, args=(name,), name=f"segsync-flusher-{name}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after a last flush of what was signalled."""
         with self._cond:
             self._stop = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
 
-    def _next(self) -> bool:
-        """Wait until a flush is due; False when stopping with nothing signalled."""
+    def _next(self, lane: _Lane) -> bool:
+        """Wait until a flush of ``lane`` is due; False when stopping with nothing signalled."""
         with self._cond:
             idle_until = time.monotonic() + self.poll_s
-            while self._first is None and not self._stop:
+            while lane.first is None and not self._stop:
                 left = idle_until - time.monotonic()
                 if left <= 0:
                     return True  # the periodic flush: retries whose back-off ran out
                 self._cond.wait(left)
-            while self._first is not None and not self._stop and self._waiting < self.batch_size:
-                left = self._first + self.linger_s - time.monotonic()
+            while lane.first is not None and not self._stop and lane.waiting < self.batch_size:
+                left = lane.first + self.linger_s - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            if self._stop and self._first is None:
+            if self._stop and lane.first is None:
                 return False
-            self._waiting, self._first = 0, None
+            lane.waiting, lane.first = 0, None
             return True
 
-    def _loop(self) -> None:
-        self.flush()  # whatever a previous process left
+    def _loop(self, name: str) -> None:
+        self.flush([name])  # whatever a previous process left
+        lane = self._lanes[name]
         while True:
             stopping = self._stop
-            if not self._next():
+            if not self._next(lane):
                 return
-            self.flush()
+            self.flush([name])
             if stopping:
                 return
 
-    def flush(self) -> PushSummary | None:
-        """Send everything due now (also callable directly, e.g. by tests)."""
+    def flush(self, destinations: Sequence[str] | None = None) -> PushSummary | None:
+        """Send everything due now, for ``destinations`` (default all; tests call this directly)."""
         started = time.perf_counter()
+        chosen = {n: c for n, c in self.connectors.items() if destinations is None or n in destinations}
         try:
-            summary = push_pending(self.engine, self.connectors, None, trigger=self.trigger,
+            summary = push_pending(self.engine, chosen, None, trigger=self.trigger,
                                    max_attempts=self.max_attempts, clock=self.clock)
         except (SegsyncError, SQLAlchemyError) as e:
             LOG.error("sending the outbox failed (kept for the next flush): %s", e)
             return None
-        self.flushes += 1
+        with self._cond:
+            self.flushes += 1
         for dest, d in summary.destinations.items():
             for status, n in (("applied", d.applied), ("failed", d.failed), ("dead", d.dead)):
                 if n:

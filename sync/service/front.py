@@ -212,7 +212,8 @@ def main() -> None:
     app = front_app(engine, spec.project, spec.settings, notify=notify,
                     main_metrics=MainMetrics(spec.metrics_fd))
     server = uvicorn.Server(uvicorn.Config(app, log_level=spec.log_level, access_log=False,
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5,
+                                           loop=os.environ.get("XLOOP", "auto"), http=os.environ.get("XHTTP", "auto")))
     try:
         server.run(sockets=[listen])
     finally:

@@ -21,9 +21,12 @@ advisory lock first, so one worker at a time applies items (order per contact ho
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,6 +78,15 @@ def _runs(rows: Sequence[Any]) -> list[list[Any]]:
     return runs
 
 
+def _batch_priority() -> None:
+    """Mark this thread CPU-bound for the kernel (Linux ``SCHED_BATCH``: the same CPU share,
+    but it does not preempt threads that just woke up), so that acknowledgements, which wake up
+    for a moment per request, are not kept waiting behind a worker pass."""
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 class Worker:
     def __init__(self, engine: Engine, project: Project, *, hook: ContactsHook | None = None,
                  batch: int = 500, poll_s: float = 1.0, start_delay_s: float = 0.0,
@@ -116,6 +128,7 @@ class Worker:
             self.spool.close()
 
     def _loop(self) -> None:
+        _batch_priority()
         if self.start_delay_s and self._stop.wait(self.start_delay_s):
             return
         while not self._stop.is_set():
@@ -160,9 +173,15 @@ class Worker:
                      for n, _, r in handled])
         if moved and self.spool is not None:
             self.spool.mark_moved(moved[-1].id)
+        outcomes: Counter[str] = Counter()
         for n, source, r in handled:
-            LOG.info("inbox item %d (%s): %s", n, source, r.outcome)
-            metrics.PROCESSED.inc(source=source, outcome=r.outcome.split(":")[0])
+            LOG.debug("inbox item %d (%s): %s", n, source, r.outcome)
+            word = r.outcome.split(":")[0]
+            metrics.PROCESSED.inc(source=source, outcome=word)
+            outcomes[f"{source} {word}"] += 1
+        if handled:
+            LOG.info("applied inbox items %d-%d: %s", handled[0][0], handled[-1][0],
+                     ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
         if handled:
             self._run_hook([n for n, _, _ in handled],
                            {c for _, _, r in handled for c in r.contact_ids})

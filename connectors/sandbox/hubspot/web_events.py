@@ -55,7 +55,7 @@ def hubspot_properties(kind: int, props: Mapping[str, Any], value: float = 0.0) 
         return {"hs_url": str(props.get("url", "")), "hs_page_title": str(props.get("product", ""))}
     out = {k: ";".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in props.items()}
     if value:
-        out["value"] = f"{value:g}"
+        out["value"] = f"{value:.15g}"  # 19.0 -> "19", no rounding
     return out
 
 

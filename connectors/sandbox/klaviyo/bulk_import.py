@@ -7,6 +7,11 @@ payload size is 5MB. The maximum allowed payload size per-profile is 100KB." -> 
 Rows are create-or-update (like ``/api/profile-import``); a bad row (e.g. an invalid email)
 becomes an ``import-error`` and counts in ``failed_count``. Optional ``relationships.lists``
 adds the imported profiles to those lists.
+
+Under the ``partial`` fault the job is accepted but its first row and every 7th after it fail
+with a *temporary* import error (code ``internal_error``; not imported, importing it again
+works) — Klaviyo's form of a partially failed batch. How the real service reports a transient
+per-row failure is [UNVERIFIED] (QUIRKS.md).
 """
 
 from __future__ import annotations
@@ -83,7 +88,10 @@ def register(app: KlaviyoApp) -> None:
             for lid in list_ids:
                 if lid not in state.lists:
                     raise not_found(f"A list with id {lid} does not exist.", "/data/relationships/lists")
-            job = ImportJob(state.new_id(), state.now_ms(), rows, list_ids, total=len(rows))
+            transient = frozenset(range(0, len(rows), 7)) if req.fault == "partial" else frozenset()
+            job = ImportJob(
+                state.new_id(), state.now_ms(), rows, list_ids, total=len(rows), transient=transient
+            )
             state.jobs[job.id] = job
         timer = threading.Timer(
             app.settings.bulk_import_delay_s, process, (state, job.id, app.settings.bulk_import_chunk)
@@ -158,6 +166,11 @@ def _import_row(state: KlaviyoState, job: ImportJob, i: int) -> None:
     row = job.rows[i]
     pointer = f"/data/attributes/profiles/data/{i}"
     try:
+        if i in job.transient:
+            raise Rejected(
+                500, "internal_error", "A temporary error prevented importing this profile; it was not "
+                "changed. Import it again.", "/data",
+            )  # fmt: skip
         if not isinstance(row, dict) or row.get("type") != "profile":
             raise Rejected(400, "invalid", "Each profile must be an object of type 'profile'.", pointer)
         meta = row.get("meta") or {}

@@ -128,6 +128,7 @@ class ImportJob:
     completed_at: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     profile_ids: list[str] = field(default_factory=list)
+    transient: frozenset[int] = frozenset()  # rows that fail with a temporary error (fault ``partial``)
 
 
 EventListener = Callable[[str, "KlaviyoState", int], None]  # (event id, state, position)
