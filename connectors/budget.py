@@ -44,7 +44,8 @@ Responses keep the model honest (``observe(cls, headers)``):
   window resets (``Reset`` seconds from now).
 
 A 429 (``penalize``) blocks the class's windows for ``Retry-After`` seconds, or, without one,
-marks them full now. Budgets are shared by all threads of a process through `REGISTRY`,
+marks them full now, and makes them forget the server's window boundaries (a second 429 stops
+them using boundaries at all). Budgets are shared by all threads of a process through `REGISTRY`,
 keyed by (provider, account); they are not shared across processes.
 """
 

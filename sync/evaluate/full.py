@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Engine,
     Float,
     MetaData,
     String,
@@ -46,12 +47,14 @@ from mapping.project import Project
 from mapping.rules import ast as r
 from sync.evaluate.compile import Col, type_of
 from sync.evaluate.fullstate import SQL_TYPES, WORD, StateTuples, bit_of
+from sync.evaluate.parallel import Passes, Scratch, open_scratch
 from sync.evaluate.plan import Plan, convert
 from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
+from sync.store.tx import WRITE_OPTION
 
 TYPE_FIRST_INDEX = "ix_events_type_contact_ts"
 SQLITE_CACHE_KIB = 512_000  # page cache for the run (the default 2 MB re-reads the events index)
@@ -71,16 +74,16 @@ def ensure_math(conn: Connection) -> None:
     conn.connection.info["segsync_math"] = True  # kept with the DBAPI connection
 
 
-def _session(conn: Connection) -> str | None:
-    """Session settings for a big read; returns the SQLite index hint (None elsewhere)."""
+def _session(conn: Connection) -> str:
+    """Session settings for a big read; returns the SQLite index hint ("" elsewhere)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-        return None
+        return ""
     conn.exec_driver_sql(f"PRAGMA main.cache_size = -{SQLITE_CACHE_KIB}")
     conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{SQLITE_CACHE_KIB // 2}")
     found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                                  (TYPE_FIRST_INDEX,)).first()
-    return TYPE_FIRST_INDEX if found else None
+    return TYPE_FIRST_INDEX if found else ""
 
 
 class FullRun:
@@ -88,6 +91,7 @@ class FullRun:
         self.conn, self.project, self.as_of, self.persist = conn, project, as_of, persist
         self.md = MetaData()
         self.temps: list[Table] = []
+        self.prev: Table | None = None
         self.index = {name: i for i, name in enumerate(project.segments)}
         self.words = max(1, (len(project.segments) + WORD - 1) // WORD)
 
@@ -108,14 +112,33 @@ class FullRun:
             masks.append(total)
         return masks
 
-    def run(self) -> EvaluationResult:
-        conn, project, as_of = self.conn, self.project, self.as_of
-        ensure_math(conn)
-        hint = _session(conn)
-        type_ids = {name: tid for tid, name in conn.execute(select(event_types.c.id, event_types.c.name))}
-        plan = Plan(project, conn.dialect.name, type_ids)
-        plan.compile()
-        self.temps += plan.traits.materialise(conn, as_of, hint)
+    def run(self, plan: Plan, scratch: Scratch | None) -> EvaluationResult:
+        conn, as_of = self.conn, self.as_of
+        if self.persist:
+            bump_version(conn, as_of)  # the first statement: takes the write lock
+        passes = Passes(conn, scratch) if scratch is not None else None
+        try:
+            read: dict[str, Any] = {}
+
+            def first_read() -> None:
+                read["hint"] = _session(conn)
+                read["types"] = dict(conn.execute(select(event_types.c.name, event_types.c.id)).all())
+
+            if passes is None:
+                first_read()
+            elif not passes.consistent(first_read):
+                passes.close()
+                passes = None
+            hint: str = read["hint"]
+            plan.traits.type_ids = read["types"]
+            if passes is not None:
+                passes.start(plan.traits.pass_jobs(conn, as_of, hint or None))
+                self._prev()  # meanwhile, on the main connection
+            done = passes.wait() if passes is not None else None
+        finally:
+            if passes is not None:
+                passes.close()
+        self.temps += plan.traits.materialise(conn, as_of, hint or None, done)
         plan.resolver.mode = "final"
         source = self._derived(plan, plan.traits.joins(contacts))
         for key, spec in plan.resolver.ranks.items():
@@ -123,8 +146,6 @@ class FullRun:
             if self.persist:
                 store_cutoffs(conn, key, cut, as_of)
             plan.resolver.cutoffs[key] = cut
-        if self.persist:
-            bump_version(conn, as_of)
         plan.compile()
         fin, fields = self._result(plan, source)
         out = EvaluationResult(as_of)
@@ -212,19 +233,27 @@ class FullRun:
 
     # ------------------------------------------------------------------ memberships
 
-    def _changes(self, fin: Any, out: EvaluationResult) -> None:
-        conn, project, words = self.conn, self.project, self.words
-        m = memberships.c
-        names = list(project.segments)
-        prev = self._temp("segsync_prev", Column("contact_id", BigId, primary_key=True),
-                          *(Column(f"p{w}", BigInteger) for w in range(words)))
+    def _prev(self) -> Table:
+        """``segsync_prev``: per contact the masks of its open memberships."""
+        if self.prev is not None:
+            return self.prev
+        m, words, names = memberships.c, self.words, list(self.project.segments)
+        prev = self.prev = self._temp("segsync_prev", Column("contact_id", BigId, primary_key=True),
+                                      *(Column(f"p{w}", BigInteger) for w in range(words)))
         pcols = [func.sum(case({n: bit_of(self.index[n])[1] for n in names if bit_of(self.index[n])[0] == w},
                                value=m.segment, else_=0)) for w in range(words)]
         if names:
             open_rows = (select(m.contact_id, *pcols).where(m.exited_at.is_(None), m.segment.in_(names))
                          .group_by(m.contact_id))
             pnames = ["contact_id", *(f"p{w}" for w in range(words))]
-            conn.execute(insert(prev).from_select(pnames, open_rows))
+            self.conn.execute(insert(prev).from_select(pnames, open_rows))
+        return prev
+
+    def _changes(self, fin: Any, out: EvaluationResult) -> None:
+        conn, project, words = self.conn, self.project, self.words
+        m = memberships.c
+        names = list(project.segments)
+        prev = self._prev()
         chg = self._temp("segsync_chg", Column("contact_id", BigId, primary_key=True),
                          *(Column(f"{x}{w}", BigInteger) for x in "mp" for w in range(words)))
         now = [fin.c[f"m{w}"] for w in range(words)]
@@ -338,6 +367,22 @@ def _ddl_type(t: Any) -> Any:
     return String() if isinstance(t, NullType) else t
 
 
-def run_full(conn: Connection, project: Project, as_of: int, persist: bool) -> EvaluationResult:
-    return FullRun(conn, project, as_of, persist).run()
+def run_full(engine: Engine, project: Project, as_of: int, persist: bool) -> EvaluationResult:
+    """The whole population, in one transaction (rolled back for a dry run)."""
+    with engine.connect() as conn:
+        ensure_math(conn)
+        plan = Plan(project, conn.dialect.name, {})
+        plan.compile()  # collect mode: registers trait columns and ranked expressions
+        scratch = open_scratch(conn, plan.traits.passes())
+        try:
+            if persist and scratch is None:
+                conn.execution_options(**{WRITE_OPTION: True})  # SQLite: BEGIN IMMEDIATE
+            with conn.begin() as tx:
+                out = FullRun(conn, project, as_of, persist).run(plan, scratch)
+                if not persist:
+                    tx.rollback()
+            return out
+        finally:
+            if scratch is not None:
+                scratch.close()
 

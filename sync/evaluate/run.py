@@ -176,12 +176,9 @@ def run_subset(conn: Connection, project: Project, as_of_ms: int, contact_ids: S
 
 def run_evaluation(engine: Engine, project: Project, as_of_ms: int,
                    contact_ids: Sequence[int] | None, persist: bool) -> EvaluationResult:
+    if contact_ids is None:
+        return run_full(engine, project, as_of_ms, persist)
     with (begin_write(engine) if persist else engine.connect()) as conn:
-        if contact_ids is None:
-            full = run_full(conn, project, as_of_ms, persist)
-            if not persist:
-                conn.rollback()
-            return full
         if not persist:
             conn.begin()  # one snapshot for the state and the contacts' rows
         out = EvaluationResult(as_of_ms, dict.fromkeys(project.segments, 0),

@@ -46,6 +46,7 @@ from sqlalchemy import (
     not_,
     select,
 )
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.type_api import TypeEngine
 
 from mapping.project import Project
@@ -221,37 +222,49 @@ class TraitTables:
         self.tables = {ev: sel.subquery(f"tt_{i}")
                        for i, (ev, (sel, _)) in enumerate(self.selects(subset).items())}
 
-    def materialise(self, conn: Connection, as_of_ms: int, hint: str | None = None) -> list[Table]:
+    def _pass_table(self, i: int, shape: list[tuple[str, Any]], md: MetaData, schema: str | None) -> Table:
+        return Table(f"segsync_tt_{i}", md, Column("contact_id", BigId, primary_key=True),
+                     *(Column(label, sqltype) for label, sqltype in shape), schema=schema,
+                     prefixes=[] if schema else ["TEMPORARY"])
+
+    def _pinned(self, conn: Connection, stmt: Any, hint: str) -> str:
+        """SQLite text of ``stmt`` (values inlined) with the events scan pinned to ``hint``."""
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        return sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1)
+
+    def materialise(self, conn: Connection, as_of_ms: int, hint: str | None = None,
+                    done: dict[str, str] | None = None) -> list[Table]:
         """Whole-population path: each trait table becomes a temporary table, then all of them
         one *wide* temporary table keyed by contact id (``self.wide``), which every later
         contact-level query joins once. ``hint`` (SQLite) pins the per-type passes to an index
-        in (type_id, contact_id) order, so each pass streams its GROUP BY without sorting."""
+        in (type_id, contact_id) order, so each pass streams its GROUP BY without sorting.
+        ``done`` maps event types whose tables worker connections already built (see
+        :meth:`pass_jobs`) to the attached schema holding them."""
         md = MetaData()
         made: list[Table] = []
+        scratch: list[Table] = []
         for i, (event, (sel, shape)) in enumerate(self.selects(False).items()):
-            table = Table(f"segsync_tt_{i}", md,
-                          Column("contact_id", BigId, primary_key=True),
-                          *(Column(label, sqltype) for label, sqltype in shape),
-                          prefixes=["TEMPORARY"])
+            if done is not None and event in done:
+                scratch.append(self._pass_table(i, shape, md, done[event]))
+                continue
+            table = self._pass_table(i, shape, md, None)
             table.create(conn)
             made.append(table)
             names = ["contact_id", *(s[0] for s in shape)]
+            stmt = insert(table).from_select(names, sel.params(as_of=as_of_ms))
             if hint is not None and self.dialect == "sqlite":
-                stmt = insert(table).from_select(names, sel.params(as_of=as_of_ms))
-                sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-                sql = sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1)
-                conn.exec_driver_sql(sql)
+                conn.exec_driver_sql(self._pinned(conn, stmt, hint))
             else:
-                conn.execute(insert(table).from_select(names, sel), {"as_of": as_of_ms})
-            self.tables[event] = table
-        if not made:
+                conn.execute(stmt)
+        every = made + scratch
+        if not every:
             return made
-        cols = [c for t in made for c in t.c if c.name != "contact_id"]
+        cols = [c for t in every for c in t.c if c.name != "contact_id"]
         wide = Table("segsync_wide", md, Column("contact_id", BigId, primary_key=True),
                      *(Column(c.name, c.type) for c in cols), prefixes=["TEMPORARY"])
         wide.create(conn)
         source: FromClause = contacts
-        for t in made:
+        for t in every:
             source = source.outerjoin(t, t.c.contact_id == contacts.c.id)
         conn.execute(insert(wide).from_select(["contact_id", *(c.name for c in cols)],
                                               select(contacts.c.id, *cols).select_from(source)))
@@ -260,8 +273,24 @@ class TraitTables:
         if self.dialect == "postgresql":
             conn.exec_driver_sql("ANALYZE segsync_wide")
         self.wide = wide
-        self.tables = dict.fromkeys(self.tables, wide)
+        self.tables = dict.fromkeys(self.selects(False), wide)
         return [wide]
+
+    def pass_jobs(self, conn: Connection, as_of_ms: int, hint: str | None) -> list[tuple[str, list[str]]]:
+        """Per event type, the statements that build its trait table in the attached schema
+        ``w`` of a worker connection (:mod:`sync.evaluate.parallel`): SQLite text with the
+        values inlined. Types that read JSON properties come first (they take longest)."""
+        md = MetaData()
+        jobs: list[tuple[int, str, list[str]]] = []
+        for i, (event, (sel, shape)) in enumerate(self.selects(False).items()):
+            table = self._pass_table(i, shape, md, "w")
+            ddl = str(CreateTable(table).compile(dialect=conn.dialect))
+            names = ["contact_id", *(s[0] for s in shape)]
+            stmt = insert(table).from_select(names, sel.params(as_of=as_of_ms))
+            sql = (self._pinned(conn, stmt, hint) if hint is not None else
+                   str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+            jobs.append((-sql.count("properties"), event, [ddl, sql]))
+        return [(event, sqls) for _, event, sqls in sorted(jobs, key=lambda j: j[0])]
 
     # ------------------------------------------------------------------ contact level
 
@@ -294,6 +323,10 @@ class TraitTables:
     def points(self, key: PointsKey) -> Col:
         return func.coalesce(self._raw(self.project.scores[key.score].points[key.index].event, key),
                              0.0)
+
+    def passes(self) -> int:
+        """How many per-type passes the whole-population path runs."""
+        return len(self._types)
 
     def empty(self) -> bool:
         return not self._types

@@ -211,9 +211,9 @@ def main() -> None:
     engine = open_store(spec.store_url, migrate=False)
     app = front_app(engine, spec.project, spec.settings, notify=notify,
                     main_metrics=MainMetrics(spec.metrics_fd))
+    # loop / http "auto": uvloop and httptools when installed (they are dependencies)
     server = uvicorn.Server(uvicorn.Config(app, log_level=spec.log_level, access_log=False,
-                                           timeout_graceful_shutdown=5,
-                                           loop=os.environ.get("XLOOP", "auto"), http=os.environ.get("XHTTP", "auto")))
+                                           timeout_graceful_shutdown=5, loop="auto", http="auto"))
     try:
         server.run(sockets=[listen])
     finally:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sync.service import spool
 from sync.store import schema
 from sync.store.errors import StoreError
-from sync.store.tx import begin_write
+from sync.store.tx import WRITE_OPTION
 
 __all__ = ["GroupCommitter", "Inbox", "NewItem", "insert_items", "move_from_spool", "purge_done",
            "queue_stats"]
@@ -155,6 +155,7 @@ class GroupCommitter:
         self.on_commit = on_commit
         self.spool_path = spool_path
         self._spool: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         if spool_path is not None:  # created here so that a broken file fails the start
             self._spool = spool.connect(spool_path, "FULL")
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -169,8 +170,11 @@ class GroupCommitter:
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
-        if self._spool is not None and not self._thread.is_alive():
-            self._spool.close()
+        if not self._thread.is_alive():
+            if self._spool is not None:
+                self._spool.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def _take(self) -> tuple[list[_Request], bool]:
         first = self._queue.get()
@@ -210,8 +214,48 @@ class GroupCommitter:
         rows = [_rows(r.items, r.received_at) for r in batch]
         if self._spool is not None:
             return spool.write_batch(self._spool, rows)
-        with begin_write(self.engine) as conn:
-            return [insert_rows(conn, r) for r in rows]
+        if self._conn is None:  # the writer keeps its connection: no pool checkout per batch
+            self._conn = self.engine.execution_options(**{WRITE_OPTION: True}).connect()
+        try:
+            with self._conn.begin():
+                if self._conn.dialect.name == "postgresql":
+                    return _insert_batch_pg(self._conn, rows)
+                return [insert_rows(self._conn, r) for r in rows]
+        except BaseException:
+            self._conn.invalidate()
+            self._conn.close()
+            self._conn = None
+            raise
+
+
+_PG_BATCH = (
+    "INSERT INTO inbox (source, dedupe_key, kind, contact_key, payload, received_at, status) "
+    "SELECT s, d, k, c, p::json, r, 'pending' FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS t(s, d, k, c, p, r, n) ORDER BY n "
+    "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING source, dedupe_key")
+
+
+def _insert_batch_pg(conn: Connection, requests: Sequence[Sequence[Row]]) -> list[int]:
+    """All requests' rows in one statement (one round trip, order kept); how many of each
+    request's rows were new (a key twice in the batch is new for the first request only)."""
+    flat = [row for rows in requests for row in rows]
+    if not flat:
+        return [0] * len(requests)
+    columns = [list(column) for column in zip(*flat, strict=True)]
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(_PG_BATCH, columns)
+        new = {(str(source), str(key)) for source, key in cursor.fetchall()}
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise StoreError(f"the store refused the inbox items: {e}") from e
+    finally:
+        cursor.close()
+    counts = []
+    for rows in requests:
+        claimed = [(row[0], row[1]) for row in rows if (row[0], row[1]) in new]
+        new.difference_update(claimed)
+        counts.append(len(claimed))
+    return counts
 
 
 def move_from_spool(conn: Connection, rows: Sequence[spool.SpoolRow]) -> int:
