@@ -197,6 +197,11 @@ class ServiceConfig(Model):
     worker_batch: int = Field(500, ge=1, description="inbox items applied per transaction")
     inbox_retention: Duration = Field(
         "7d", description="processed inbox items are kept this long (duplicates are recognised)")
+    tick: Duration = Field(
+        "60s", description="how often exact-time exits and entries are checked (window edges)")
+    push_linger: Duration = Field(
+        "200ms", description="a real-time change waits at most this long for others to batch with")
+    push_batch: int = Field(100, ge=1, le=10_000, description="real-time pushes flush at this size")
     forget_remote: list[Literal["hubspot", "klaviyo"]] = Field(
         default_factory=list, description="on a privacy deletion or `segsync forget`, also "
         "request deletion in these providers")

@@ -24,7 +24,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,15 +53,12 @@ class RealtimeSettings:
 
     @classmethod
     def from_project(cls, project: Project) -> RealtimeSettings:
-        """``[service] tick``, ``push_linger``, ``push_batch`` when the config declares them."""
-        service: Any = project.config.service
-        tick_s = getattr(service, "tick", None)
-        linger = getattr(service, "push_linger", None)
-        batch = getattr(service, "push_batch", None)
+        """``[service] tick``, ``push_linger`` and ``push_batch`` of the project."""
+        service = project.config.service
         return cls(
-            tick_ms=DEFAULT_TICK_MS if tick_s is None else parse_duration(str(tick_s)),
-            linger_ms=200 if linger is None else parse_duration(str(linger)),
-            batch_size=100 if batch is None else int(batch),
+            tick_ms=parse_duration(service.tick),
+            linger_ms=parse_duration(service.push_linger),
+            batch_size=service.push_batch,
             max_attempts=project.config.destinations.max_attempts)
 
 
