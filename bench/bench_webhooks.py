@@ -338,7 +338,8 @@ def main() -> None:
             cpu_load = _cpu_seconds(proc.pid) - cpu_before
             load_after = os.getloadavg()
             server_p99 = _server_p99(base)
-            drain = _drain(base)
+            held_back = args.worker_delay > args.duration
+            drain = float("nan") if held_back else _drain(base)
             cpu_total = _cpu_seconds(proc.pid) - cpu_before
         except (OSError, asyncio.IncompleteReadError):
             sys.stderr.write("".join(log.read_text().splitlines(keepends=True)[-40:]))

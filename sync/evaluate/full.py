@@ -47,7 +47,7 @@ from mapping.project import Project
 from mapping.rules import ast as r
 from sync.evaluate.compile import Col, type_of
 from sync.evaluate.fullstate import SQL_TYPES, WORD, StateTuples, bit_of
-from sync.evaluate.parallel import Passes, Scratch, open_scratch
+from sync.evaluate.parallel import Scratch, open_scratch, run_passes
 from sync.evaluate.plan import Plan, convert
 from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
@@ -92,6 +92,7 @@ class FullRun:
         self.md = MetaData()
         self.temps: list[Table] = []
         self.prev: Table | None = None
+        self.derived: Table | None = None
         self.index = {name: i for i, name in enumerate(project.segments)}
         self.words = max(1, (len(project.segments) + WORD - 1) // WORD)
 
@@ -116,33 +117,21 @@ class FullRun:
         conn, as_of = self.conn, self.as_of
         if self.persist:
             bump_version(conn, as_of)  # the first statement: takes the write lock
-        passes = Passes(conn, scratch) if scratch is not None else None
-        try:
-            read: dict[str, Any] = {}
+        read: dict[str, Any] = {}
 
-            def first_read() -> None:
-                read["hint"] = _session(conn)
-                read["types"] = dict(conn.execute(select(event_types.c.name, event_types.c.id)).all())
+        def first_read() -> None:
+            read["hint"] = _session(conn)
+            plan.traits.type_ids = dict(conn.execute(select(event_types.c.name, event_types.c.id)).all())
 
-            if passes is None:
-                first_read()
-            elif not passes.consistent(first_read):
-                passes.close()
-                passes = None
-            hint: str = read["hint"]
-            plan.traits.type_ids = read["types"]
-            if passes is not None:
-                passes.start(plan.traits.pass_jobs(conn, as_of, hint or None))
-                self._prev()  # meanwhile, on the main connection
-            done = passes.wait() if passes is not None else None
-        finally:
-            if passes is not None:
-                passes.close()
+        done = run_passes(conn, scratch, first_read,
+                          lambda: plan.traits.pass_jobs(conn, as_of, read["hint"] or None), self._prev)
+        hint = read["hint"]
         self.temps += plan.traits.materialise(conn, as_of, hint or None, done)
         plan.resolver.mode = "final"
         source = self._derived(plan, plan.traits.joins(contacts))
+        ranked = self.derived if self.derived is not None else source  # one row per contact either way
         for key, spec in plan.resolver.ranks.items():
-            cut = compute_cutoffs(conn, source, plan.resolver.x(spec), spec.n, as_of)
+            cut = compute_cutoffs(conn, ranked, plan.resolver.x(spec), spec.n, as_of)
             if self.persist:
                 store_cutoffs(conn, key, cut, as_of)
             plan.resolver.cutoffs[key] = cut
@@ -169,7 +158,7 @@ class FullRun:
         acols = [plan.compiler.attribute(n).label(f"at{i}") for i, n in enumerate(attrs)]
         if not cols and not acols:
             return source
-        derived = self._temp("segsync_derived", Column("contact_id", BigId, primary_key=True),
+        derived = self.derived = self._temp("segsync_derived", Column("contact_id", BigId, primary_key=True),
                              *(Column(c.name, Float) for c in cols),
                              *(Column(c.name, _ddl_type(c.type)) for c in acols))
         cols += acols

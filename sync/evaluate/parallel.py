@@ -156,3 +156,23 @@ def _snapshot(con: sqlite3.Connection) -> int:
     con.execute("BEGIN")
     con.execute("SELECT 1 FROM main.sqlite_master LIMIT 1").fetchall()
     return int(con.execute("PRAGMA main.data_version").fetchone()[0])
+
+
+def run_passes(conn: Connection, scratch: Scratch | None, first_read: Callable[[], object],
+               jobs: Callable[[], list[Job]], meanwhile: Callable[[], object]) -> dict[str, str] | None:
+    """The main connection's first read (``first_read``, which must come first: see the module
+    docstring), then the ``jobs`` on the workers while the main connection does ``meanwhile``.
+    Returns job name -> schema holding its tables, or None: run the passes on the main
+    connection."""
+    if scratch is None:
+        first_read()
+        return None
+    passes = Passes(conn, scratch)
+    try:
+        if not passes.consistent(first_read):
+            return None
+        passes.start(jobs())
+        meanwhile()
+        return passes.wait()
+    finally:
+        passes.close()
