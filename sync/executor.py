@@ -104,14 +104,16 @@ def _apply(connector: Connector, part: Sequence[outbox.Item]) -> list[tuple[outb
 
 def push_destination(engine: Engine, connector: Connector, run_id: int | None, *,
                      trigger: str = "manual", max_attempts: int = 5, batch: int = BATCH,
-                     lease_ms: int = 300_000, clock: Callable[[], int] = wall_ms) -> DestinationSummary:
-    """Send every item of ``connector``'s destination that is due now."""
+                     lease_ms: int = 300_000, clock: Callable[[], int] = wall_ms,
+                     owner: str | None = None) -> DestinationSummary:
+    """Send every item of ``connector``'s destination that is due now (claimed as ``owner``,
+    see :func:`sync.outbox.claim`)."""
     dest = connector.provider
     summary = DestinationSummary()
     started = clock()
     while True:
         token, items = outbox.claim(engine, dest, batch, now_ms=clock(), due_by=started,
-                                    lease_ms=lease_ms)
+                                    lease_ms=lease_ms, owner=owner)
         if not items:
             return summary
         for part in _parts(items):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.records import Change, ChangeOp, JsonValue, PushResult, PushStatus
@@ -161,10 +161,11 @@ def _item(row: Any) -> Item:
 
 
 def claim(engine: Engine, destination: str, limit: int, *, now_ms: int, due_by: int | None = None,
-          lease_ms: int = 300_000) -> tuple[str, list[Item]]:
+          lease_ms: int = 300_000, owner: str | None = None) -> tuple[str, list[Item]]:
     """Claim up to ``limit`` due items of ``destination`` (pending with ``next_attempt_at <=
-    due_by`` (default now), or inflight with an expired lease). Returns (token, items)."""
-    token = uuid.uuid4().hex
+    due_by`` (default now), or inflight with an expired lease). Returns (token, items); the
+    token starts with ``owner-`` when an owner is given (see :func:`release`)."""
+    token = uuid.uuid4().hex if owner is None else f"{owner}-{uuid.uuid4().hex}"
     due = now_ms if due_by is None else due_by
     claimable = and_(OUT.c.destination == destination, or_(
         and_(OUT.c.status == PENDING, OUT.c.next_attempt_at <= due),
@@ -183,28 +184,49 @@ def claim(engine: Engine, destination: str, limit: int, *, now_ms: int, due_by: 
     return token, [_item(r) for r in rows]
 
 
-def release(engine: Engine, token: str | None = None, *, now_ms: int) -> int:
-    """Put claimed items back to pending (those of ``token``, or every claim)."""
+RUN_OWNER = "run"  # claims of the single-flight run (:mod:`sync.run`) carry this owner
+
+
+def release(engine: Engine, token: str | None = None, *, now_ms: int, stale_of: str | None = None) -> int:
+    """Put claimed items back to pending: those of ``token``, or every claim; with
+    ``stale_of``: only the claims of that owner (a crashed holder of the owner's single-flight
+    lock) and claims whose lease ran out -- a live worker's claims (a real-time flusher's)
+    are never taken."""
     cond = OUT.c.status == INFLIGHT if token is None else OUT.c.claim_token == token
+    if stale_of is not None:
+        cond = and_(cond, or_(OUT.c.claim_token.like(f"{stale_of}-%"), OUT.c.lease_until < now_ms))
     with begin_write(engine) as conn:
         return conn.execute(update(OUT).where(cond).values(
             status=PENDING, claim_token=None, lease_until=None, updated_at=now_ms)).rowcount
 
 
-def _ack(conn: Connection, change: Change, target: str, request_id: str | None, now_ms: int) -> None:
+def _ack_all(conn: Connection, items: Sequence[tuple[Item, str | None]], now_ms: int) -> None:
+    """Record the acknowledged values of confirmed items: removals delete, the rest upsert
+    (one executemany each; an item's key is unique in the outbox, so order does not matter)."""
     a = schema.acked_values
-    where = and_(a.c.destination == change.destination, a.c.record_id == change.record_id,
-                 a.c.target == target)
-    if change.op in (ChangeOp.UNSET_FIELD, ChangeOp.LIST_REMOVE):
-        conn.execute(delete(a).where(where))
-        return
-    value: JsonValue = True if change.op in (ChangeOp.LIST_ADD, ChangeOp.EVENT) else change.value
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    ins = insert(a).values(destination=change.destination, record_id=change.record_id,
-                                          target=target, value=value, acked_at=now_ms, request_id=request_id)
-    conn.execute(ins.on_conflict_do_update(
-        index_elements=["destination", "record_id", "target"],
-        set_={"value": ins.excluded.value, "acked_at": now_ms, "request_id": request_id}))
+    gone: dict[Key, dict[str, Any]] = {}
+    kept: dict[Key, dict[str, Any]] = {}
+    for item, request_id in items:
+        change = item.change
+        key = (change.destination, change.record_id, item.target)
+        gone.pop(key, None)
+        kept.pop(key, None)
+        if change.op in (ChangeOp.UNSET_FIELD, ChangeOp.LIST_REMOVE):
+            gone[key] = {"k_dest": key[0], "k_rec": key[1], "k_target": key[2]}
+            continue
+        value: JsonValue = True if change.op in (ChangeOp.LIST_ADD, ChangeOp.EVENT) else change.value
+        kept[key] = {"destination": key[0], "record_id": key[1], "target": key[2], "value": value,
+                     "acked_at": now_ms, "request_id": request_id}
+    if gone:
+        conn.execute(delete(a).where(a.c.destination == bindparam("k_dest"), a.c.record_id == bindparam("k_rec"),
+                                     a.c.target == bindparam("k_target")), list(gone.values()))
+    if kept:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        ins = insert(a)
+        conn.execute(ins.on_conflict_do_update(
+            index_elements=["destination", "record_id", "target"],
+            set_={"value": ins.excluded.value, "acked_at": ins.excluded.acked_at,
+                  "request_id": ins.excluded.request_id}), list(kept.values()))
 
 
 @dataclass
@@ -217,33 +239,44 @@ class Settled:
 def settle(engine: Engine, token: str, outcomes: Sequence[tuple[Item, PushResult]], *, now_ms: int,
            max_attempts: int, run_id: int | None, trigger: str,
            wait: Callable[[int], int] = backoff_ms) -> Settled:
-    """Record the provider's verdicts on claimed items, in one transaction."""
+    """Record the provider's verdicts on claimed items, in one transaction (set-based: one
+    statement per kind of verdict, not one per item)."""
     out = Settled()
     entries = []
-    mine = and_(OUT.c.claim_token == token)
+    acked: list[tuple[Item, str | None]] = []
+    applied: list[int] = []
+    again: list[dict[str, Any]] = []  # retryable: pending again
+    dead: list[dict[str, Any]] = []
+    for item, result in outcomes:
+        attempts = item.attempts + 1
+        if result.status is PushStatus.APPLIED:
+            acked.append((item, result.request_id))
+            applied.append(item.id)
+            out.applied += 1
+            status = "applied"
+        elif result.status is PushStatus.RETRYABLE and attempts < max_attempts:
+            again.append({"b_id": item.id, "b_attempts": attempts, "b_next": now_ms + wait(attempts),
+                          "b_error": result.reason})
+            out.failed += 1
+            status = "failed"
+        else:
+            dead.append({"b_id": item.id, "b_attempts": attempts, "b_error": result.reason})
+            out.dead += 1
+            status = "dead"
+        entries.append(audit.entry(item.planned, status, now_ms, run_id, trigger, attempts=attempts,
+                                   request_id=result.request_id, error=result.reason))
     with begin_write(engine) as conn:
-        for item, result in outcomes:
-            attempts = item.attempts + 1
-            rid = item.id
-            if result.status is PushStatus.APPLIED:
-                _ack(conn, item.change, item.target, result.request_id, now_ms)
-                conn.execute(delete(OUT).where(OUT.c.id == rid, mine))
-                out.applied += 1
-                status = "applied"
-            elif result.status is PushStatus.RETRYABLE and attempts < max_attempts:
-                conn.execute(update(OUT).where(OUT.c.id == rid, mine).values(
-                    status=PENDING, attempts=attempts, next_attempt_at=now_ms + wait(attempts),
-                    claim_token=None, lease_until=None, last_error=result.reason, updated_at=now_ms))
-                out.failed += 1
-                status = "failed"
-            else:
-                conn.execute(update(OUT).where(OUT.c.id == rid, mine).values(
-                    status=DEAD, attempts=attempts, claim_token=None, lease_until=None,
-                    last_error=result.reason, updated_at=now_ms))
-                out.dead += 1
-                status = "dead"
-            entries.append(audit.entry(item.planned, status, now_ms, run_id, trigger, attempts=attempts,
-                                       request_id=result.request_id, error=result.reason))
+        _ack_all(conn, acked, now_ms)
+        for i in range(0, len(applied), _IN):
+            conn.execute(delete(OUT).where(OUT.c.id.in_(applied[i:i + _IN]), OUT.c.claim_token == token))
+        mine = and_(OUT.c.id == bindparam("b_id"), OUT.c.claim_token == token)
+        unclaim = {"attempts": bindparam("b_attempts"), "claim_token": None, "lease_until": None,
+                   "last_error": bindparam("b_error"), "updated_at": now_ms}
+        if again:
+            conn.execute(update(OUT).where(mine).values(status=PENDING, next_attempt_at=bindparam("b_next"),
+                                                        **unclaim), again)
+        if dead:
+            conn.execute(update(OUT).where(mine).values(status=DEAD, **unclaim), dead)
         audit.record(conn, entries)
     return out
 

@@ -6,8 +6,10 @@
 
 Under the single-flight lock (:mod:`sync.runlock`), so two runs never push at once:
 
-1. recovery: outbox claims left by a crashed run are released (they can only be a dead run's:
-   we hold the lock), and its ``runs`` row, still ``running``, is marked ``aborted``;
+1. recovery: outbox claims left by a crashed run are released (claimed as ``run``: they can
+   only be a dead run's, we hold the lock) and claims whose lease ran out; a live real-time
+   flusher's claims (it pushes without the lock) are left alone.
+   The crashed run's ``runs`` row, still ``running``, is marked ``aborted``;
 2. pull every configured source (incremental; ``full_pull`` re-reads everything). A source that
    fails is reported and the run goes on with what the store holds;
 3. evaluate the whole population at ``as_of`` (default: now), recording memberships;
@@ -260,7 +262,7 @@ def _run(project: Project, options: RunOptions, engine: Engine, conns: Mapping[s
     finished = False
     try:
         if not options.dry_run:
-            outbox.release(engine, now_ms=now)
+            outbox.release(engine, now_ms=now, stale_of=outbox.RUN_OWNER)
         sources = [s for s in configured_sources(project) if s in conns]
         if options.pull and sources:
             phases.start("pull")
@@ -358,7 +360,8 @@ def _push(engine: Engine, project: Project, conns: Mapping[str, Connector], dest
 
         progress.pushed(dest, 0, total)
         summary = push_destination(engine, _reporting(conns[dest], answered), report.run_id,
-                                   trigger=report.trigger, max_attempts=settings.max_attempts)
+                                   trigger=report.trigger, max_attempts=settings.max_attempts,
+                                   owner=outbox.RUN_OWNER)
         report.push.destinations[dest] = summary
         if summary.error is not None:
             report.errors.append(f"push to {dest} stopped: {summary.error} (the rest is sent by "

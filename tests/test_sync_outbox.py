@@ -224,6 +224,26 @@ def test_release_frees_claims_after_a_crash(engine: Engine) -> None:
     assert outbox_rows(engine) == [] and acked(engine) == desired(engine)
 
 
+def test_run_start_releases_a_dead_runs_and_expired_claims_but_not_a_live_flushers(engine: Engine) -> None:
+    populate(engine, project(), PEOPLE, providers=("hubspot",))
+    proj = project()
+    plan_run(engine, proj, evaluate(engine, proj, AS_OF), run_id=1, now_ms=AS_OF)
+    total = len(outbox_rows(engine))
+    assert total >= 3
+    t_run, by_run = outbox.claim(engine, "hubspot", 1, now_ms=AS_OF, owner=outbox.RUN_OWNER)
+    _t_old, by_expired = outbox.claim(engine, "hubspot", 1, now_ms=AS_OF - 10_000, lease_ms=1_000)
+    t_live, by_flusher = outbox.claim(engine, "hubspot", total, now_ms=AS_OF, lease_ms=60_000)
+    assert t_run.startswith("run-") and len(by_run) == len(by_expired) == 1
+    assert outbox.release(engine, now_ms=AS_OF, stale_of=outbox.RUN_OWNER) == 2
+    with engine.connect() as conn:
+        inflight = set(conn.execute(select(schema.outbox.c.id).where(
+            schema.outbox.c.status == outbox.INFLIGHT)).scalars())
+    assert inflight == {i.id for i in by_flusher} and len(inflight) == total - 2
+    again = outbox.claim(engine, "hubspot", total, now_ms=AS_OF)[1]
+    assert {i.id for i in again} == {by_run[0].id, by_expired[0].id}
+    assert outbox.release(engine, t_live, now_ms=AS_OF) == total - 2
+
+
 def test_mass_removal_is_held_and_audited_unless_allowed(engine: Engine) -> None:
     proj = project("\n[destinations]\nmass_removal_min = 1\nmass_removal_share = 0.5\n")
     ids = populate(engine, proj, {f"p{i}@x.com": {"ltv": 2000} for i in range(4)}, providers=("hubspot",))

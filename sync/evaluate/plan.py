@@ -17,7 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, case, false, func, literal, not_, true
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    String,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    true,
+    type_coerce,
+)
+from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.types import NullType
 
 from mapping.errors import ConfigError, RuleError
 from mapping.project import Project, SegmentDef
@@ -30,6 +45,8 @@ from sync.store.schema import contacts
 # Python skeleton nodes: ("atom", i) | ("seg", name) | ("and", [..]) | ("or", [..]) | ("not", n)
 # | ("eq", a, b, negate) | ("coalesce", a, b) | ("call", n, python function of n's value)
 PNode = tuple[Any, ...]
+_TYPED: dict[r.Type, TypeEngine[Any]] = {r.Type.BOOL: Boolean(), r.Type.NUMBER: Float(),
+                                         r.Type.STRING: String(), r.Type.DATETIME: BigInteger()}
 
 
 def peval(node: PNode, row: Any, final: dict[str, bool]) -> Any:
@@ -159,6 +176,10 @@ class Plan:
     # ------------------------------------------------------------------ compilation
 
     def atom(self, sql: Col, typ: r.Type) -> PNode:
+        if isinstance(sql.type, NullType) and typ in _TYPED:
+            # e.g. NOT (x OR y) has no SQL type: without one, drivers hand back 0/1 (SQLite) and
+            # result tables store text, where a Python skeleton needs the engine's value
+            sql = type_coerce(sql, _TYPED[typ])
         self.atoms.append((sql, convert(typ)))
         return ("atom", len(self.atoms) - 1)
 

@@ -159,7 +159,7 @@ def create_app(engine: Engine, project: Project, settings: ServiceSettings | Non
         worker = Worker(engine, project, hook=hook, batch=cfg.worker_batch,
                         start_delay_s=worker_delay_s, retention_ms=cfg.retention_ms,
                         forget_remote=cfg.forget_remote, clock=clock)
-        committer = Inbox(engine).committer(on_commit=worker.wake)
+        committer = Inbox(engine).committer(on_commit=worker.wake, retention_ms=cfg.retention_ms)
         app.state.worker, app.state.committer = worker, committer
         if run_worker:
             worker.start()
@@ -181,7 +181,8 @@ def front_app(engine: Engine, project: Project, settings: ServiceSettings, *,
     samples to ``GET /metrics``."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.committer = Inbox(engine).committer(on_commit=notify)
+        app.state.committer = Inbox(engine).committer(on_commit=notify,
+                                                      retention_ms=settings.retention_ms)
         try:
             yield
         finally:

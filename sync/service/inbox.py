@@ -23,6 +23,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -123,8 +124,10 @@ class Inbox:
         return self.engine.dialect.name != "sqlite" or (
             database not in ("", ":memory:") and "mode=memory" not in database)
 
-    def committer(self, on_commit: Callable[[], None] | None = None) -> GroupCommitter:
-        return GroupCommitter(self.engine, on_commit=on_commit, spool_path=self.spool_path)
+    def committer(self, on_commit: Callable[[], None] | None = None, *,
+                  retention_ms: int = 7 * 86_400_000) -> GroupCommitter:
+        return GroupCommitter(self.engine, on_commit=on_commit, spool_path=self.spool_path,
+                              spool_retention_ms=retention_ms)
 
     def stats(self) -> tuple[int, int | None]:
         """(items not applied yet, received_at of the oldest of them), spool included."""
@@ -135,6 +138,10 @@ class Inbox:
             depth += waiting
             oldest = first if oldest is None else oldest if first is None else min(oldest, first)
         return depth, oldest
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -149,15 +156,18 @@ class GroupCommitter:
     to the spool at ``spool_path`` when given, else to ``engine``'s inbox table."""
 
     def __init__(self, engine: Engine, *, max_items: int = 5000,
-                 on_commit: Callable[[], None] | None = None, spool_path: Path | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None, spool_path: Path | None = None,
+                 spool_retention_ms: int = 7 * 86_400_000) -> None:
         self.engine = engine
+        self.spool_retention_ms = spool_retention_ms
+        self._last_purge = time.monotonic()
         self.max_items = max_items
         self.on_commit = on_commit
         self.spool_path = spool_path
         self._spool: sqlite3.Connection | None = None
         self._conn: Connection | None = None
         if spool_path is not None:  # created here so that a broken file fails the start
-            self._spool = spool.connect(spool_path, "FULL")
+            self._spool = spool.connect(spool_path)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="segsync-inbox-writer", daemon=True)
         self._thread.start()
@@ -209,6 +219,20 @@ class GroupCommitter:
                 r.future.set_result(n)
             if self.on_commit is not None:
                 self.on_commit()
+            self._purge_spool()
+
+    def _purge_spool(self) -> None:
+        """Once a minute, between two batches: moved rows past the retention leave the spool."""
+        if self._spool is None or self.spool_path is None or time.monotonic() - self._last_purge < 60:
+            return
+        self._last_purge = time.monotonic()
+        try:
+            gone = spool.purge(self._spool, self.spool_path, _now_ms() - self.spool_retention_ms)
+        except sqlite3.Error as e:
+            LOG.error("purging the acknowledgement spool failed: %s", e)
+            return
+        if gone:
+            LOG.info("purged %d moved item(s) older than the retention from the spool", gone)
 
     def _write(self, batch: Sequence[_Request]) -> list[int]:
         rows = [_rows(r.items, r.received_at) for r in batch]

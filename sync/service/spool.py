@@ -8,27 +8,33 @@ instead, where it is the only regular writer, and the worker moves them into the
 
 * ``spool`` rows are unique on ``(source, dedupe_key)``, so a duplicate delivery is recognised
   at acknowledgement time (for ``[service] inbox_retention``, as before);
-* ``spool_state.moved_through`` is the highest spool id already copied to the store. The copy
-  (``INSERT ... ON CONFLICT (source, dedupe_key) DO NOTHING`` into ``inbox``) commits first, the
-  mark after it: a crash in between copies the same rows again, which inserts nothing — every
-  item reaches the inbox **exactly once**, in spool order;
-* the file runs in WAL mode with ``synchronous=FULL`` on the writer's connection: an
-  acknowledged item survives a crash of the process and of the machine. The mark is written
-  with ``synchronous=NORMAL`` (losing it only repeats a copy).
+* the worker copies rows in id order (``INSERT ... ON CONFLICT (source, dedupe_key) DO
+  NOTHING`` into ``inbox``), commits, then records the highest id copied in the mark file
+  ``<store file>-inbox.moved`` (write + rename). A crash in between copies the same rows
+  again, which inserts nothing: every item reaches the inbox **exactly once**, in spool order;
+* the front end is the file's **only writer**: the worker only reads it and writes the mark
+  file, and the writer purges moved rows older than the retention itself, so an
+  acknowledgement never waits for another process's lock. The WAL is checkpointed by the
+  worker's connection (``PASSIVE``: without blocking the writer), not inside the writer's
+  commits;
+* the writer's connection runs ``synchronous=FULL``: an acknowledged item survives a crash of
+  the process and of the machine.
 
-Moved rows are purged once older than the retention. PostgreSQL needs no spool: inserts into
+PostgreSQL needs no spool: inserts into
 ``inbox`` do not wait for other transactions' row locks.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SPOOL_SUFFIX", "Spool", "SpoolRow", "connect", "spool_path", "spool_stats", "write_batch"]
+__all__ = ["SPOOL_SUFFIX", "Spool", "SpoolRow", "connect", "moved_through", "purge", "spool_path",
+           "spool_stats", "write_batch"]
 
 SPOOL_SUFFIX = "-inbox"
 _BUSY_TIMEOUT_S = 30.0
@@ -36,9 +42,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL,"
     " dedupe_key TEXT NOT NULL, kind TEXT NOT NULL, contact_key TEXT, payload TEXT NOT NULL,"
     " received_at INTEGER NOT NULL, UNIQUE (source, dedupe_key))",
-    "CREATE TABLE IF NOT EXISTS spool_state (one INTEGER PRIMARY KEY CHECK (one = 1),"
-    " moved_through INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO spool_state (one, moved_through) VALUES (1, 0)",
 )
 INSERT = ("INSERT INTO spool (source, dedupe_key, kind, contact_key, payload, received_at) "
           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, dedupe_key) DO NOTHING")
@@ -74,15 +77,36 @@ def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), schema created."""
+def connect(path: Path) -> sqlite3.Connection:
+    """The writer's connection (autocommit mode: transactions are explicit), schema created."""
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # the worker checkpoints (Spool.checkpoint)
     with _write(conn):
         for statement in _SCHEMA:
             conn.execute(statement)
     return conn
+
+
+def _mark_path(path: Path) -> Path:
+    return path.with_name(path.name + ".moved")
+
+
+def moved_through(path: Path) -> int:
+    """The highest spool id already copied into the inbox (0 before the first move)."""
+    try:
+        return int(_mark_path(path).read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def purge(conn: sqlite3.Connection, path: Path, before_ms: int) -> int:
+    """Delete moved rows received before ``before_ms`` (the writer calls this); how many."""
+    with _write(conn):
+        cursor = conn.execute("DELETE FROM spool WHERE id <= ? AND received_at < ?",
+                              (moved_through(path), before_ms))
+    return int(cursor.rowcount)
 
 
 def spool_stats(path: Path) -> tuple[int, int | None]:
@@ -91,9 +115,8 @@ def spool_stats(path: Path) -> tuple[int, int | None]:
         return 0, None
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        row = conn.execute(
-            "SELECT count(*), min(received_at) FROM spool "
-            "WHERE id > (SELECT moved_through FROM spool_state)").fetchone()
+        row = conn.execute("SELECT count(*), min(received_at) FROM spool WHERE id > ?",
+                           (moved_through(path),)).fetchone()
     except sqlite3.OperationalError:  # created but not initialised yet
         return 0, None
     finally:
@@ -102,36 +125,37 @@ def spool_stats(path: Path) -> tuple[int, int | None]:
 
 
 class Spool:
-    """The worker's side: read what is not moved yet, mark it moved, purge, count."""
+    """The worker's side: read what is not moved yet, mark it moved, checkpoint. It never
+    writes the spool itself (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = connect(path, "NORMAL")
+        connect(path).close()  # the file and its table exist before the first read
+        self._conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
+                                     check_same_thread=False)
 
     def close(self) -> None:
         self._conn.close()
-
-    def moved_through(self) -> int:
-        return int(self._conn.execute("SELECT moved_through FROM spool_state").fetchone()[0])
 
     def unmoved(self, limit: int) -> list[SpoolRow]:
         """Up to ``limit`` rows not moved yet, in id (= acknowledgement) order."""
         rows = self._conn.execute(
             "SELECT id, source, dedupe_key, kind, contact_key, payload, received_at FROM spool "
-            "WHERE id > (SELECT moved_through FROM spool_state) ORDER BY id LIMIT ?", (limit,))
+            "WHERE id > ? ORDER BY id LIMIT ?", (moved_through(self.path), limit))
         return [SpoolRow(*row) for row in rows]
 
     def mark_moved(self, through_id: int) -> None:
-        with _write(self._conn):
-            self._conn.execute("UPDATE spool_state SET moved_through = max(moved_through, ?)", (through_id,))
+        """Record that rows up to ``through_id`` are in the inbox (after that commit)."""
+        if through_id <= moved_through(self.path):
+            return
+        mark = _mark_path(self.path)
+        tmp = mark.with_name(mark.name + ".tmp")
+        tmp.write_text(str(through_id))
+        os.replace(tmp, mark)
 
-    def purge(self, before_ms: int) -> int:
-        """Delete moved rows received before ``before_ms``; returns how many."""
-        with _write(self._conn):
-            cursor = self._conn.execute(
-                "DELETE FROM spool WHERE id <= (SELECT moved_through FROM spool_state) "
-                "AND received_at < ?", (before_ms,))
-        return int(cursor.rowcount)
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file without blocking the writer (``PASSIVE``)."""
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def write_batch(conn: sqlite3.Connection, requests: Sequence[Sequence[tuple[object, ...]]]) -> list[int]:

@@ -173,6 +173,7 @@ class Worker:
                      for n, _, r in handled])
         if moved and self.spool is not None:
             self.spool.mark_moved(moved[-1].id)
+            self.spool.checkpoint()
         outcomes: Counter[str] = Counter()
         for n, source, r in handled:
             LOG.debug("inbox item %d (%s): %s", n, source, r.outcome)
@@ -237,7 +238,5 @@ class Worker:
         before = self.clock() - self.retention_ms
         with begin_write(self.engine) as conn:
             gone = purge_done(conn, before)
-        if self.spool is not None:
-            gone += self.spool.purge(before)
         if gone:
             LOG.info("purged %d processed inbox item(s) older than the retention", gone)
