@@ -179,27 +179,31 @@ def bench_lists(
 
 
 def _raw_events(info: dict[str, Any], seconds: float, threads: int = 4) -> float:
-    """Events per second the sandbox serves to a bare keep-alive client (no mapping)."""
+    """Events per second the sandbox serves to a bare keep-alive client: the connector's
+    request (``include=profile``, ``fields[profile]=email``, 1,000 a page, no metric filter),
+    bodies only counted and the next cursor cut out of ``links.next``, not parsed."""
     counts = [0] * threads
     stop = time.perf_counter() + seconds
     url = f"{info['url']}/api/events"
     headers = {**HEADERS, "Authorization": f"Klaviyo-API-Key {info['key']}"}
+    marker = b"page%5Bcursor%5D="
 
     def worker(n: int) -> None:
         with requests.Session() as s:
             cursor = None
             while time.perf_counter() < stop:
-                params = {"page[size]": "1000", "include": "profile", "sort": "datetime"}
+                params = {"page[size]": "1000", "include": "profile", "fields[profile]": "email",
+                          "sort": "datetime"}  # fmt: skip
                 if cursor:
                     params["page[cursor]"] = cursor
                 r = s.get(url, params=params, headers=headers, timeout=30)
                 if r.status_code != 200:
                     time.sleep(0.05)
                     continue
-                doc = r.json()
-                counts[n] += len(doc["data"])
-                nxt = doc["links"].get("next")
-                cursor = nxt.split("page%5Bcursor%5D=")[1] if nxt else None
+                body = r.content
+                counts[n] += body.count(b'{"type":"event",')
+                at = body.rfind(marker)
+                cursor = body[at + len(marker) : body.index(b'"', at)].decode() if at >= 0 else None
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     begun = time.perf_counter()
@@ -210,20 +214,27 @@ def _raw_events(info: dict[str, Any], seconds: float, threads: int = 4) -> float
     return sum(counts) / (time.perf_counter() - begun)
 
 
-def bench_events(info: dict[str, Any], workers: int) -> dict[str, Any]:
+def _pull(info: dict[str, Any], workers: int) -> tuple[int, int, float]:
+    """(events, pages, seconds) of one full ``pull_events`` (records counted, not stored)."""
     k = _connector(info, RateBudget(klaviyo_spec()), pull_workers=workers)
     started = time.perf_counter()
     n = pages = 0
     for page in k.pull_events(None):
         n += len(page.records)
         pages += 1
-    seconds = time.perf_counter() - started
+    return n, pages, time.perf_counter() - started
+
+
+def bench_events(info: dict[str, Any], workers: int, pulls: int = 1) -> dict[str, Any]:
+    runs = [_pull(info, workers) for _ in range(pulls)]  # the first renders every event (cold)
+    n, pages, seconds = runs[-1]
     raw = _raw_events(info, 15.0)
     ceiling = 3500 * 1000 / 60
     rate = n / seconds
     return {"events": n, "sandbox_events": info["events"], "pages": pages, "seconds": seconds,
             "rate": rate, "ceiling": ceiling, "sandbox_raw": raw, "of_ceiling": rate / ceiling,
-            "of_sandbox": rate / raw, "of_lower": rate / min(ceiling, raw), "workers": workers}  # fmt: skip
+            "of_sandbox": rate / raw, "of_lower": rate / min(ceiling, raw), "workers": workers,
+            "runs": [r[0] / r[2] for r in runs], "load": os.getloadavg()}  # fmt: skip
 
 
 def machine() -> str:
@@ -265,8 +276,12 @@ def report(res: dict[str, Any], command: str) -> str:
             f"- event pull: {r['events']:,} events ({r['pages']:,} pages, {r['workers']} metric streams) in "
             f"{r['seconds']:.1f} s = **{r['rate']:,.0f} events/s**: {100 * r['of_ceiling']:.1f} % of the endpoint "  # noqa: E501
             f"ceiling {r['ceiling']:,.0f}/s, {100 * r['of_sandbox']:.1f} % of the sandbox's own throughput "
-            f"{r['sandbox_raw']:,.0f}/s (bare client, 4 threads); target >= 90 % of the lower: "
-            f"**{100 * r['of_lower']:.1f} %**"
+            f"{r['sandbox_raw']:,.0f}/s (bare client, 4 threads, bodies not parsed); "
+            f"target >= 90 % of the lower: "
+            f"**{100 * r['of_lower']:.1f} %**; records counted, not stored; events/s of each pull in turn "
+            f"(the first renders every event, later ones are served from the sandbox's cache): "
+            f"{', '.join(f'{x:,.0f}' for x in r['runs'])}; load average after (1/5/15 min) "
+            f"{' / '.join(f'{x:.2f}' for x in r['load'])}"
         )
     return "\n".join(lines) + "\n"
 
@@ -282,6 +297,7 @@ def main() -> None:
     ap.add_argument("--apply-batch", type=int, default=2000, help="changes per apply (sync.executor.BATCH)")
     ap.add_argument("--contacts", type=int, default=14_000, help="data set size (events: ~70 per contact)")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--pulls", type=int, default=1, help="full event pulls; the last is reported")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     parent, child = mp.Pipe()
@@ -301,7 +317,7 @@ def main() -> None:
             )
             print(res["lists"], flush=True)
         if "events" in parts:
-            res["events"] = bench_events(info, args.workers)
+            res["events"] = bench_events(info, args.workers, args.pulls)
             print(res["events"], flush=True)
     finally:
         parent.send(("stop",))

@@ -115,6 +115,8 @@ def enqueue(conn: Connection, plan: Plan, *, run_id: int | None, trigger: str, n
     replace superseded ones, drop the ones in scope that no longer need sending, and audit
     the held-back ones as skipped."""
     existing = _existing(conn, plan)
+    events = _event_rows(conn, [(p.change.destination, p.change.record_id, row_target(p))
+                                for p in plan.changes if p.change.op is ChangeOp.EVENT])
     inserts, replaced, kept = [], [], 0
     planned: set[Key] = set()
     for p in plan.changes:
@@ -122,7 +124,7 @@ def enqueue(conn: Connection, plan: Plan, *, run_id: int | None, trigger: str, n
         planned.add(key)
         found = existing.get(key)
         if found is None and p.change.op is ChangeOp.EVENT:
-            found = _event_row(conn, key)
+            found = events.get(key)
         if found is None:
             inserts.append(_row(p, run_id, trigger, now_ms))
         elif found[2] == p.change.idempotency_key:
@@ -143,10 +145,24 @@ def enqueue(conn: Connection, plan: Plan, *, run_id: int | None, trigger: str, n
     return EnqueueSummary(len(inserts) + len(replaced), kept, len(obsolete))
 
 
-def _event_row(conn: Connection, key: Key) -> tuple[int, str, str] | None:
-    found = conn.execute(select(OUT.c.id, OUT.c.status, OUT.c.idempotency_key).where(
-        OUT.c.destination == key[0], OUT.c.record_id == key[1], OUT.c.target == key[2])).first()
-    return None if found is None else (int(found[0]), found[1], found[2])
+def _event_rows(conn: Connection, keys: Sequence[Key]) -> dict[Key, tuple[int, str, str]]:
+    """key -> (id, status, idempotency key) of the event rows already queued (per chunk of
+    record ids: one query, not one per event)."""
+    by_dest: dict[str, set[str]] = {}
+    for dest, rec, _target in keys:
+        by_dest.setdefault(dest, set()).add(rec)
+    wanted = set(keys)
+    out: dict[Key, tuple[int, str, str]] = {}
+    cols = (OUT.c.id, OUT.c.destination, OUT.c.record_id, OUT.c.target, OUT.c.status, OUT.c.idempotency_key)
+    for dest, recs in by_dest.items():
+        ids = sorted(recs)
+        for i in range(0, len(ids), _IN):
+            q = select(*cols).where(OUT.c.destination == dest, OUT.c.record_id.in_(ids[i:i + _IN]),
+                                    OUT.c.target.like("event:%"))
+            for rid_, d, rec, target, status, ikey in conn.execute(q):
+                if (d, rec, target) in wanted:
+                    out[(d, rec, target)] = (int(rid_), status, ikey)
+    return out
 
 
 def _item(row: Any) -> Item:
@@ -218,8 +234,9 @@ def _ack_all(conn: Connection, items: Sequence[tuple[Item, str | None]], now_ms:
         kept[key] = {"destination": key[0], "record_id": key[1], "target": key[2], "value": value,
                      "acked_at": now_ms, "request_id": request_id}
     if gone:
-        conn.execute(delete(a).where(a.c.destination == bindparam("k_dest"), a.c.record_id == bindparam("k_rec"),
-                                     a.c.target == bindparam("k_target")), list(gone.values()))
+        same = and_(a.c.destination == bindparam("k_dest"), a.c.record_id == bindparam("k_rec"),
+                    a.c.target == bindparam("k_target"))
+        conn.execute(delete(a).where(same), list(gone.values()))
     if kept:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         ins = insert(a)
@@ -270,8 +287,9 @@ def settle(engine: Engine, token: str, outcomes: Sequence[tuple[Item, PushResult
         for i in range(0, len(applied), _IN):
             conn.execute(delete(OUT).where(OUT.c.id.in_(applied[i:i + _IN]), OUT.c.claim_token == token))
         mine = and_(OUT.c.id == bindparam("b_id"), OUT.c.claim_token == token)
-        unclaim = {"attempts": bindparam("b_attempts"), "claim_token": None, "lease_until": None,
-                   "last_error": bindparam("b_error"), "updated_at": now_ms}
+        unclaim: dict[str, Any] = {"attempts": bindparam("b_attempts"), "claim_token": None,
+                                   "lease_until": None, "last_error": bindparam("b_error"),
+                                   "updated_at": now_ms}
         if again:
             conn.execute(update(OUT).where(mine).values(status=PENDING, next_attempt_at=bindparam("b_next"),
                                                         **unclaim), again)

@@ -303,6 +303,8 @@ def _suppressed(conn: Connection, provider: str,
     (:mod:`sync.service.forget`): such records and events are never stored again."""
     from sync.service.forget import suppressed
 
+    if not keys or conn.execute(select(schema.suppressions.c.kind).limit(1)).first() is None:
+        return set()  # nobody was forgotten: no need to hash and look up every key
     hits = [suppressed(conn, kind, {k[n] for k in keys if k[n]})
             for n, kind in enumerate((provider, "email", "external_id"))]
     if not any(hits):

@@ -239,17 +239,6 @@ def test_bad_arguments_exit_2(args: list[str], message: str, sample: Path,
     assert code == 2 and out == "" and message in err
 
 
-def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # found through the package, not the working directory
-    code, out, err = run(capsys, "demo", "--dir", "demo")
-    assert (code, err) == (0, "")
-    assert "200 rows: 200 new" in out and "0 rejected" in out
-    assert f"segments as of {AS_OF}" in out and "why is" in out
-    assert (tmp_path / "demo" / "segsync.db").exists()
-    assert (tmp_path / "demo" / "config.toml").read_text() == (ROOT / "config.example.toml").read_text()
-
-
 def test_a_store_newer_than_the_code_exits_1(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     engine = open_project_store(load_project(small))
     with engine.begin() as conn:

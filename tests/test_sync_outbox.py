@@ -231,8 +231,9 @@ def test_run_start_releases_a_dead_runs_and_expired_claims_but_not_a_live_flushe
     total = len(outbox_rows(engine))
     assert total >= 3
     t_run, by_run = outbox.claim(engine, "hubspot", 1, now_ms=AS_OF, owner=outbox.RUN_OWNER)
-    _t_old, by_expired = outbox.claim(engine, "hubspot", 1, now_ms=AS_OF - 10_000, lease_ms=1_000)
-    t_live, by_flusher = outbox.claim(engine, "hubspot", total, now_ms=AS_OF, lease_ms=60_000)
+    t_live, by_flusher = outbox.claim(engine, "hubspot", total - 2, now_ms=AS_OF, lease_ms=60_000)
+    _t_old, by_expired = outbox.claim(engine, "hubspot", 1, now_ms=AS_OF - 10_000, due_by=AS_OF,
+                                      lease_ms=1_000)
     assert t_run.startswith("run-") and len(by_run) == len(by_expired) == 1
     assert outbox.release(engine, now_ms=AS_OF, stale_of=outbox.RUN_OWNER) == 2
     with engine.connect() as conn:

@@ -23,7 +23,7 @@ from typing import Any
 from connectors.klaviyo.wire import PROVIDER, malformed, parse_instant, string_field
 from connectors.records import Contact, ContactRef, Event, JsonValue
 
-__all__ = ["STANDARD_FIELDS", "contact_of", "emails_of", "event_of"]
+__all__ = ["STANDARD_FIELDS", "contact_of", "emails_of", "event_of", "events_of"]
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone_number", "organization", "title", "locale", "image")
 IDENTIFIER_FIELDS = ("email", "external_id", "phone_number")
@@ -109,3 +109,33 @@ def event_of(
         value=_value(props),
         properties=dict(props),
     )
+
+
+def events_of(
+    data: list[dict[str, Any]], event_type: str, emails: Mapping[str, str], what: str = "get_events"
+) -> list[Event]:
+    """`event_of` over a page's ``data`` (already checked by `wire.resources`), in one loop
+    with the same checks and results; the common shapes take the short paths."""
+    out: list[Event] = []
+    for item in data:
+        attrs: Mapping[str, Any] = item["attributes"]
+        try:
+            profile_id = item["relationships"]["profile"]["data"]["id"]
+        except (KeyError, TypeError):
+            profile_id = None
+        props = attrs.get("event_properties")
+        if type(profile_id) is not str or not profile_id or not (props is None or type(props) is dict):
+            out.append(event_of(item, event_type, emails, what))  # the slow path names the problem
+            continue
+        out.append(
+            Event(
+                provider=PROVIDER,
+                provider_event_id=item["id"],
+                contact=ContactRef(provider_id=profile_id, email=emails.get(profile_id)),
+                type=event_type,
+                ts=parse_instant(attrs.get("datetime"), f"{what} event {item['id']}: datetime"),
+                value=_value(props) if props else None,
+                properties=props or {},
+            )
+        )
+    return out

@@ -26,12 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
+from openapi_client.exceptions import ApiException
+from openapi_client.rest import RESTResponse
+
 from connectors.base import Page
 from connectors.errors import PermanentError
 from connectors.klaviyo.calls import KlaviyoCalls, KlaviyoOptions
-from connectors.klaviyo.convert import contact_of, emails_of, event_of
+from connectors.klaviyo.convert import contact_of, emails_of, events_of
 from connectors.klaviyo.cursors import EventCursor, Mark, ProfileCursor
-from connectors.klaviyo.wire import filter_instant, resources
+from connectors.klaviyo.wire import filter_instant, malformed, resources
 from connectors.paginate import KlaviyoNext, pages
 from connectors.records import Contact, Event
 from mapping.errors import ConfigError, Location, Problem
@@ -53,6 +57,24 @@ class MetricRef:
 def _checked(body: Any, what: str) -> dict[str, Any]:
     resources(body, what)
     return body  # type: ignore[no-any-return]
+
+
+def _raw_json(raw: Any, what: str) -> Any:
+    """The body of an SDK ``*_without_preload_content`` response (a urllib3 response), parsed
+    with orjson: the SDK's own deserialiser walks every value of a 1,000-event page in Python.
+    A non-2xx status raises the SDK's own ``ApiException``, exactly as the plain call would."""
+    try:
+        body: bytes = raw.data
+    finally:
+        raw.release_conn()
+    if not 200 <= raw.status <= 299:
+        resp: Any = RESTResponse(raw)
+        resp.data = body
+        raise ApiException.from_response(http_resp=resp, body=body.decode("utf-8", "replace"), data=None)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise malformed(what, f"the body is not JSON ({e})") from None
 
 
 def resolve_metrics(calls: KlaviyoCalls, wanted: Mapping[str, Sequence[str]]) -> list[MetricRef]:
@@ -131,10 +153,15 @@ def _metric_pages(
     what = f"get_events {ref.name}"
 
     def get(page_cursor: str | None, n: int) -> dict[str, Any]:
-        body = calls.events.get_events(
-            filter=",".join(conds), sort="datetime", include=["profile"], page_size=n, page_cursor=page_cursor
+        raw = calls.events.get_events_without_preload_content(
+            filter=",".join(conds),
+            sort="datetime",
+            include=["profile"],
+            fields_profile=["email"],
+            page_size=n,
+            page_cursor=page_cursor,
         )
-        return _checked(body, what)
+        return _checked(_raw_json(raw, what), what)
 
     def fetch(page_cursor: str | None) -> dict[str, Any]:
         n = size.size
@@ -149,8 +176,7 @@ def _metric_pages(
             return calls.call("get_events", lambda: get(page_cursor, FALLBACK_EVENT_PAGE), what)
 
     for doc in pages(fetch, KlaviyoNext()):
-        emails = emails_of(doc.get("included"))
-        events = [event_of(item, ref.event_type, emails, what) for item in doc["data"]]
+        events = events_of(doc["data"], ref.event_type, emails_of(doc.get("included")), what)
         fresh = [e for e in events if not mark.delivered(e.provider_event_id, e.ts)]
         mark = mark.advance(((e.provider_event_id, e.ts) for e in fresh), opts.event_overlap_ms)
         yield ref, fresh, mark

@@ -10,16 +10,27 @@ identifiers) when new; ``unique_id`` repeats are ignored. Both POSTs answer 202 
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from bisect import bisect_left, bisect_right
+from functools import partial
 from typing import Any
 
 from connectors.sandbox.klaviyo.app import KlaviyoApp, route
-from connectors.sandbox.klaviyo.errors import api_error, document, invalid, not_found
+from connectors.sandbox.klaviyo.errors import MEDIA_TYPE, api_error, document, invalid, not_found
+from connectors.sandbox.klaviyo.event_pages import EventBytes, page_body
 from connectors.sandbox.klaviyo.ids import decode_ulid, iso, parse_instant, ulid
 from connectors.sandbox.klaviyo.metrics import metric_resource
-from connectors.sandbox.klaviyo.query import decode_cursor, includes, links, page_size, parse_filter, sort_key
+from connectors.sandbox.klaviyo.query import (
+    base_url,
+    decode_cursor,
+    includes,
+    links,
+    page_size,
+    parse_filter,
+    sort_key,
+)
 from connectors.sandbox.klaviyo.resources import data_object, profile_resource, self_link
 from connectors.sandbox.klaviyo.state import KlaviyoState, Profile, Rejected, validate_attributes
 from connectors.sandbox.server import Request, Response
@@ -33,6 +44,7 @@ FILTERS = {
 }
 MAX_BULK_EVENTS = 1000
 MAX_BYTES = 5 * 1024 * 1024
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def event_resource(req: Request, state: KlaviyoState, pos: int) -> dict[str, Any]:
@@ -66,20 +78,28 @@ def event_resource(req: Request, state: KlaviyoState, pos: int) -> dict[str, Any
 
 
 def _included(
-    req: Request, state: KlaviyoState, positions: list[int], names: set[str]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    req: Request, state: KlaviyoState, positions: list[int], names: set[str], cache: EventBytes
+) -> list[bytes]:
+    out: list[bytes] = []
     if "metric" in names:
         for mi in dict.fromkeys(state.events.metric[p] for p in positions):
-            out.append(metric_resource(req, state.metrics[state.metric_by_index[mi]]))
+            out.append(_dumps(metric_resource(req, state.metrics[state.metric_by_index[mi]])).encode())
     if "profile" in names:
-        for pi in dict.fromkeys(state.events.profile[p] for p in positions):
-            out.append(profile_resource(req, state.profiles[state.by_index[pi]]))
+        base, fields = base_url(req), req.arg("fields[profile]")
+        render = partial(profile_resource, req)
+        column = state.events.profile
+        for pi in dict.fromkeys(column[p] for p in positions):
+            out.append(cache.profile(base, fields, state.profiles[state.by_index[pi]], render))
     return out
+
+
+def _document(body: bytes) -> Response:
+    return Response(200, body, {"Content-Type": MEDIA_TYPE})
 
 
 def register(app: KlaviyoApp) -> None:
     state = app.state
+    cache = EventBytes(state)
 
     @route(app, "GET", "/api/events", "get_events")
     def get_events(req: Request) -> Response:
@@ -136,13 +156,11 @@ def register(app: KlaviyoApp) -> None:
                     break
                 positions.append(pos)
             nxt = [log.ms[positions[-1]], log.seq[positions[-1]]] if more else None
-            body: dict[str, Any] = {
-                "data": [event_resource(req, state, p) for p in positions],
-                "links": links(req, nxt),
-            }
-            if names - {"attributions"}:
-                body["included"] = _included(req, state, positions, names)
-        return document(200, body)
+            base = base_url(req)
+            data = [cache.event(base, p) for p in positions]
+            extra = _included(req, state, positions, names, cache) if names - {"attributions"} else None
+            body = page_body(data, links(req, nxt), extra)
+        return _document(body)
 
     @route(app, "GET", "/api/events/{id}", "get_event")
     def get_event(req: Request) -> Response:
@@ -153,13 +171,11 @@ def register(app: KlaviyoApp) -> None:
             pos = state.events.find(*key) if key else None
             if pos is None:
                 raise not_found(f"An event with id {eid} does not exist.")
-            body: dict[str, Any] = {
-                "data": event_resource(req, state, pos),
-                "links": self_link(req, req.path),
-            }
+            parts = [b'{"data":', cache.event(base_url(req), pos), b',"links":']
+            parts.append(_dumps(self_link(req, req.path)).encode())
             if names - {"attributions"}:
-                body["included"] = _included(req, state, [pos], names)
-        return document(200, body)
+                parts += [b',"included":[', b",".join(_included(req, state, [pos], names, cache)), b"]"]
+        return _document(b"".join([*parts, b"}"]))
 
     @route(app, "POST", "/api/events", "create_event")
     def create_event(req: Request) -> Response:
