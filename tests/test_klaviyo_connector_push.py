@@ -3,11 +3,14 @@ with their errors mapped back, list membership chunks, lists by name, transition
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from connectors.base import FieldSpec, SchemaSpec
 from connectors.records import Change, ChangeOp, PushStatus
 from connectors.sandbox import Sandbox
+from connectors.sandbox.server import Request, Route
 from tests.test_klaviyo_connector_support import FakeClock, clock, connector, routes, sb
 
 __all__ = ["clock", "sb"]
@@ -162,3 +165,27 @@ def test_a_change_for_another_provider_is_rejected(sb: Sandbox, clock: FakeClock
     change = Change("hubspot", "1", ChangeOp.SET_FIELD, "segment", "vip")
     [result] = connector(sb, clock).apply([change])
     assert result.status is PushStatus.REJECTED and "hubspot" in (result.reason or "")
+
+
+def test_an_add_and_a_remove_of_one_membership_send_only_the_last(sb: Sandbox, clock: FakeClock) -> None:
+    """Calls for different (list, op) groups run concurrently, so an add and a remove of one
+    membership in the same batch could land in either order: only the last op is sent."""
+    ids = _ids(sb, 4)
+    conn = connector(sb, clock, push_workers=4)
+    list_id = conn.ensure_schema(SchemaSpec(lists=("L",))).list_ids["L"]
+    added: list[str] = []
+
+    def record_adds(req: Request, route: Route) -> None:
+        if route.name == "add_profiles_to_list":
+            added.extend(item["id"] for item in json.loads(req.body)["data"])
+
+    sb.klaviyo.app.guards.insert(0, record_adds)
+    changes = [
+        *(_change(pid, ChangeOp.LIST_ADD, "L") for pid in ids),
+        _change(ids[0], ChangeOp.LIST_REMOVE, "L"),
+        _change(ids[1], ChangeOp.LIST_REMOVE, "L"),
+    ]
+    results = conn.apply(changes)
+    assert [r.status for r in results] == [PushStatus.APPLIED] * len(changes)
+    assert sorted(added) == sorted(ids[2:])
+    assert set(sb.klaviyo.state.lists[list_id].members) == set(ids[2:])

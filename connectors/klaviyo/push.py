@@ -5,8 +5,10 @@ may start a flow that reads the profile and its lists, so it goes last).
 
 - SET_FIELD / UNSET_FIELD are grouped per profile (`bulk.ProfileWrite`). Fewer than
   ``bulk_threshold`` profiles: one ``PATCH /api/profiles/{id}`` each; more: bulk import jobs.
-- LIST_ADD / LIST_REMOVE are grouped per (list, op) in order of first appearance and sent
-  ``list_chunk`` (1,000) ids per call, ``push_workers`` calls in flight (the rate budget
+- LIST_ADD / LIST_REMOVE: of several ops on one (profile, list) only the last is sent, and its
+  outcome settles them all (an add and a remove in flight together could land in either order).
+  They are grouped per (list, op) in order of first appearance and sent ``list_chunk`` (1,000) ids
+  per call, ``push_workers`` calls in flight (the rate budget
   paces them; one call at a time cannot reach the endpoint's ceiling when a 1,000-id call
   takes longer than the window allows per call). The target is a list name (resolved through the ids
   `ensure_schema` found, else looked up: the oldest list of that name) or a list id.
@@ -110,6 +112,9 @@ def apply_changes(
     writes: dict[str, ProfileWrite] = {}
     memberships: dict[tuple[str, ChangeOp], list[int]] = {}
     events: list[int] = []
+    # list ops for one (profile, list) run concurrently with others, so only the last one may be
+    # sent: an add and a remove of the same membership in flight together could land in either order
+    last_list_op = {(c.record_id, c.target): c.op for c in changes if c.op in _LIST_OPS}
     for i, change in enumerate(changes):
         if change.destination != PROVIDER:
             batch.results[i] = PushResult.rejected(change, f"a {change.destination} change sent to klaviyo")
@@ -121,7 +126,8 @@ def apply_changes(
                 write.unset(change.target)
             write.positions.append(i)
         elif change.op in _LIST_OPS:
-            memberships.setdefault((change.target, change.op), []).append(i)
+            final_op = last_list_op[(change.record_id, change.target)]
+            memberships.setdefault((change.target, final_op), []).append(i)
         else:
             events.append(i)
     _profiles(calls, opts, batch, list(writes.values()), clock, sleep)
