@@ -39,7 +39,7 @@ def _klaviyo_tags(stack: LiveStack) -> dict[str, list[str]]:
         return {pid: list(p.properties.get("segsync_segments") or []) for pid, p in state.profiles.items()}
 
 
-def _wait(check: Any, timeout: float = 30.0) -> Any:
+def _wait(check: Any, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         got = check()
