@@ -38,6 +38,10 @@ from sync.store.tx import begin_write
 
 OUT = schema.outbox
 PENDING, INFLIGHT, DEAD = "pending", "inflight", "dead"
+# The acknowledged value of a field or list membership whose write was in flight when its claim
+# was released: it may or may not have been applied, so it equals no desired value and the next
+# plan sends the desired state again -- even when that is the value acknowledged before.
+UNKNOWN: JsonValue = {"$segsync": "unknown: a write was interrupted"}
 _IN = 500
 
 
@@ -212,8 +216,24 @@ def release(engine: Engine, token: str | None = None, *, now_ms: int, stale_of: 
     if stale_of is not None:
         cond = and_(cond, or_(OUT.c.claim_token.like(f"{stale_of}-%"), OUT.c.lease_until < now_ms))
     with begin_write(engine) as conn:
+        _forget_acks(conn, conn.execute(select(OUT.c.destination, OUT.c.record_id, OUT.c.target)
+                                        .where(cond)).all(), now_ms)
         return conn.execute(update(OUT).where(cond).values(
             status=PENDING, claim_token=None, lease_until=None, updated_at=now_ms)).rowcount
+
+
+def _forget_acks(conn: Connection, keys: Sequence[Any], now_ms: int) -> None:
+    """Mark the acknowledged values of released field/list items :data:`UNKNOWN`."""
+    rows = [{"destination": d, "record_id": r, "target": t, "value": UNKNOWN, "acked_at": now_ms,
+             "request_id": None} for d, r, t in keys if t.startswith(("field:", "list:"))]
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    ins = insert(schema.acked_values)
+    conn.execute(ins.on_conflict_do_update(
+        index_elements=["destination", "record_id", "target"],
+        set_={"value": ins.excluded.value, "acked_at": ins.excluded.acked_at,
+              "request_id": ins.excluded.request_id}), rows)
 
 
 def _ack_all(conn: Connection, items: Sequence[tuple[Item, str | None]], now_ms: int) -> None:

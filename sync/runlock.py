@@ -12,9 +12,9 @@
   held on a dedicated connection for the whole run; the server drops it when that session ends.
 * In-memory SQLite: a lock of this process.
 
-Anything else that pushes to the destinations (the real-time service) must take the same lock
-around its push, because a run releases the outbox claims it finds (they can only be those of
-a crashed run: :func:`sync.outbox.release`).
+At its start a run releases only the outbox claims of runs (a crashed holder of this lock) and
+claims whose lease ran out (:func:`sync.outbox.release` with ``stale_of``), so the real-time
+flusher of ``serve`` may push concurrently without taking this lock: its live claims stay its own.
 """
 
 from __future__ import annotations

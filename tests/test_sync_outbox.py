@@ -326,3 +326,21 @@ def test_audit_retention_and_jsonl(engine: Engine, tmp_path: Path) -> None:
     assert out.read_text().count("\n") == len(audit.query(engine, audit.Filter(segment="vip")))
     plan_run(engine, proj, evaluate(engine, proj, AS_OF), run_id=2, now_ms=AS_OF + 2 * D)
     assert audit.query(engine) == []
+
+
+def test_a_write_interrupted_by_a_crash_is_resent_even_when_desired_reverts(engine: Engine) -> None:
+    """A killed run may have sent a write without recording the answer. If the desired value then
+    goes back to the last acknowledged one, the provider may still hold the interrupted write:
+    the released item's acknowledged value is unknown, so the next plan sends the desired state."""
+    proj = project()
+    ids = populate(engine, proj, {"vip@x.com": {"ltv": 2000}}, providers=("hubspot",))
+    plan_run(engine, proj, evaluate(engine, proj, AS_OF), run_id=1, now_ms=AS_OF)
+    _token, sent = outbox.claim(engine, "hubspot", 100, now_ms=AS_OF, owner=outbox.RUN_OWNER)
+    assert any(i.change.op is ChangeOp.LIST_ADD for i in sent)  # on the wire when the run died
+    assert outbox.release(engine, now_ms=AS_OF, stale_of=outbox.RUN_OWNER) == len(sent)
+    set_ltv(engine, ids, "vip@x.com", 1)  # desired is back to "not a member", as acknowledged before
+    plan_run(engine, proj, evaluate(engine, proj, AS_OF + D), run_id=2, now_ms=AS_OF + D)
+    hub = FakeConnector("hubspot")
+    push_pending(engine, {"hubspot": hub}, 2, clock=lambda: AS_OF + D)
+    assert (ChangeOp.LIST_REMOVE, "VIP customers") in {(c.op, c.target) for c in hub.sent}
+    assert not any(v == outbox.UNKNOWN for v in acked(engine).values())
