@@ -9,10 +9,12 @@ so far, so it is safe to store once those records are committed (see `cursors`).
   closest existing names. A name that several metrics share (two integrations) pulls all.
 - Events: one stream per metric id, ``sort=datetime``,
   ``filter=equals(metric_id,"…"),greater-or-equal(datetime, mark - overlap)``,
-  ``include=profile`` (for the email), ``page[size]`` 1000 — the spec's parameter schema
-  maximum, although its description still says 200 — falling back to 200 for the rest of
-  the pull if the server refuses 1000. Streams run on up to ``pull_workers`` threads and
-  their pages are yielded as they come; the per-metric marks keep the cursor exact.
+  ``include=profile`` with ``fields[profile]=email`` (all it reads), ``page[size]`` 1000 —
+  the spec's parameter schema maximum, although its description still says 200 — falling
+  back to 200 for the rest of the pull if the server refuses 1000. Streams run on up to
+  ``pull_workers`` threads and their pages are yielded as they come; the per-metric marks
+  keep the cursor exact. A page is read as bytes and parsed with orjson (`_raw_json`), then
+  converted in one loop (`events_of`).
 """
 
 from __future__ import annotations
