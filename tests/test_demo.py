@@ -1,10 +1,10 @@
-"""``segsync demo``: the sandbox demo path end to end (small and, marked slow, at its real size
-against the 60-second budget), and the README's two commands."""
+"""``segsync demo``: the sandbox demo path end to end (small and, marked slow, at its real size;
+its time against the 60-second budget is measured by ``bench/bench_demo.py``), and the README's
+two commands."""
 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -57,13 +57,14 @@ def test_demo_runs_the_whole_job_on_the_sandbox(demo_dir: Path, capsys: pytest.C
 
 
 @pytest.mark.slow
-def test_the_default_demo_finishes_within_a_minute(demo_dir: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    started = time.monotonic()
+def test_the_default_demo_runs_at_its_real_size(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's demo at its default size (5,000 contacts). Its wall time against the 60 s
+    budget is measured by ``bench/bench_demo.py`` and recorded in bench/RESULTS.md, not here."""
     code, out, err = run_demo(capsys)
-    took = time.monotonic() - started
     assert code == 0, err
-    assert took < 60, f"the demo took {took:.0f} s: {out[-600:]}"
+    assert "run 1 as of" in out and "why is" in out, out[-600:]
+    applied = re.search(r"│ hubspot\s+│\s+([\d,]+) │\s+([\d,]+) │", out)
+    assert applied and applied[1] == applied[2] != "0"  # planned == applied
 
 
 def test_readme_has_exactly_the_two_commands() -> None:
