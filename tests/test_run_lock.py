@@ -56,7 +56,7 @@ def test_waiting_gets_the_lock_once_it_is_released(eval_engine: Engine) -> None:
     with single_flight(eval_engine, wait_s=10, poll_s=0.05):
         waited = time.monotonic() - started
     thread.join()
-    assert 0.2 < waited < 5
+    assert 0.2 < waited < 10  # it waited for the holder, and got the lock before its own deadline
 
 
 @pytest.fixture

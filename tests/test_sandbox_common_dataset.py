@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -247,11 +246,8 @@ def test_bad_arguments(n: int, days: int) -> None:
 
 @pytest.mark.slow
 def test_100k_contacts_10m_events_fit() -> None:
-    started = time.perf_counter()
-    d = generate(100_000, seed=0, now_ms=NOW, events_per_contact=100)
-    elapsed = time.perf_counter() - started
+    d = generate(100_000, seed=0, now_ms=NOW, events_per_contact=100)  # time: bench/bench_sandbox.py
     assert len(d.activities) > 9_000_000
-    assert elapsed < 60
     assert d.activities.nbytes < 3 * 1024**3
     last = d.activities[len(d.activities) - 1]
     assert last.ts < NOW
