@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from connectors.cursor_text import load_cursor
 from mapping.errors import InputError
 
 __all__ = ["SEEN_CAP", "ContactCursor", "EventCursor", "Mark"]
@@ -33,17 +34,7 @@ _CONTACTS = "hubspot.contacts"
 _EVENTS = "hubspot.events"
 
 
-def _load(text: str, kind: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict) or obj.get("kind") != kind or obj.get("v") != 1:
-        raise InputError(
-            f"the stored {kind} cursor is not one this version wrote: {text[:80]!r} "
-            "(pull with --full to start again)"
-        )
-    return obj
+_load = load_cursor
 
 
 def _dump(obj: Mapping[str, Any]) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.cursor_text import load_cursor
 from mapping.errors import InputError
 
 __all__ = ["SEEN_CAP", "EventCursor", "Mark", "ProfileCursor"]
@@ -32,15 +33,7 @@ _PROFILES = "klaviyo.profiles"
 _EVENTS = "klaviyo.events"
 
 
-def _load(text: str, kind: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict) or obj.get("kind") != kind or obj.get("v") != 1:
-        raise InputError(f"the stored {kind} cursor is not one this version wrote: {text[:80]!r} "
-                         "(pull with --full to start again)")  # fmt: skip
-    return obj
+_load = load_cursor
 
 
 def _dump(obj: Mapping[str, Any]) -> str:
