@@ -16,6 +16,8 @@ written by a newer segsync is refused.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,9 +83,9 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            _ensure_wal(cur)
         finally:
             cur.close()
 
@@ -93,6 +95,27 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _ensure_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (a setting stored in the file, so this changes something only
+    on a new file). Switching needs an exclusive lock, and SQLite answers "database is locked" at
+    once, without the busy handler, when another connection holds the file, as it does when
+    several processes open a new store together; so the switch is retried for up to the busy
+    timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def open_store(
@@ -113,6 +136,7 @@ def open_store(
         engine = _sqlite_engine(resolved)
     else:
         engine = create_engine(resolved, json_serializer=_dumps, pool_pre_ping=True)
+        event.listen(engine, "connect", _postgres_session)
     if migrate:
         try:
             run_migrations(engine)
@@ -124,6 +148,20 @@ def open_store(
             engine.dispose()
             raise StoreError(f"{shown}: {e}") from None
     return engine
+
+
+PG_TEMP_BUFFERS = "256MB"
+
+
+def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
+    """Per-session settings of a new PostgreSQL connection. A full evaluation writes its
+    million-row working tables as temporary tables, which live in the session's local buffers
+    (``temp_buffers``, 8 MB by default: every page went to a temp file and back); the setting can
+    only change before the session's first temporary table, so it is made here. The memory is
+    taken only by sessions that use temporary tables, as they fill them."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET temp_buffers = '{PG_TEMP_BUFFERS}'")
+    dbapi_conn.commit()
 
 
 def open_project_store(project: Project, *, migrate: bool = True) -> Engine:
