@@ -8,6 +8,13 @@ window and the store dedupes by id.
 Pushes are idempotent "set" operations described by :class:`connectors.records.Change`;
 ``apply`` never raises for a per-record problem: every change gets a
 :class:`connectors.records.PushResult` (applied / rejected with its reason / retryable).
+
+``request_deletion(kind, value)`` asks the provider to delete a person permanently (GDPR /
+CCPA), named by its record id or by email, and returns a
+:class:`connectors.records.DeletionResult` (done / rejected / retryable). A record that is
+already gone counts as done. It raises only when the provider cannot be used at all
+(:class:`connectors.errors.AuthError`, :class:`connectors.errors.QuotaExhausted`): a bad
+token must not turn a deletion request into a rejected one.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
-from connectors.records import Change, Contact, Event, Provider, PushResult
+from connectors.records import Change, Contact, DeletionKind, DeletionResult, Event, Provider, PushResult
 
 T = TypeVar("T")
 
@@ -73,4 +80,8 @@ class Connector(Protocol):
 
     def apply(self, changes: Sequence[Change]) -> list[PushResult]:
         """Send ``changes`` batched at the API's maxima; one result per change, in order."""
+        ...
+
+    def request_deletion(self, kind: DeletionKind, value: str) -> DeletionResult:
+        """Request the permanent deletion of the person with record id / email ``value``."""
         ...

@@ -134,6 +134,7 @@ KLAVIYO_LIMITS: Mapping[str, tuple[int, int, int | None]] = {
     "profile_memberships": (3, 60, None),  # get_lists_for_profile, get_segments_for_profile
     "tags": (3, 60, None),
     "webhooks": (1, 15, None),
+    "data_privacy": (3, 60, None),  # request_profile_deletion (data_privacy.json, not vendored)
 }
 
 

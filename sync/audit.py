@@ -1,7 +1,8 @@
 """The audit log: every applied, failed, dead-lettered and skipped change.
 
 Each entry: time, run id, trigger (schedule | webhook | manual), contact (id and key), the
-destination and record id, the target (``field:<name>`` / ``list:<name>`` / ``event:<name>``),
+destination and record id, the target (``field:<name>`` / ``list:<name>`` / ``event:<name>``;
+``privacy:deletion`` for a privacy-deletion request, :mod:`sync.remote_delete`),
 the operation, old and new value, the reason (``segment:<name>@<rule hash>``, ...), status
 (``applied`` | ``failed`` (will be retried) | ``dead`` | ``skipped``), attempts, the provider's
 request id and the error. The table keeps the plain contact key (it is the store, next to the

@@ -1,7 +1,9 @@
 """Build the configured connectors (``[sources.hubspot]``, ``[sources.klaviyo]``) of a project.
 
 ``open_connectors(project, sources)`` is a context manager yielding ``{provider: Connector}``
-for the enabled sources (all of them, or the ones named), closed afterwards. Secrets come from
+for the enabled sources (all of them, or the ones named), closed afterwards;
+``provider_connectors(project, providers)`` builds the named providers' connectors whether they
+are sources or destinations only (a table that is absent gives its defaults). Secrets come from
 the environment (``token = "env:NAME"``, resolved by :func:`mapping.models.resolve_secret`);
 a missing variable or an unknown source is a :class:`ConfigError`, raised before any request.
 
@@ -22,12 +24,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from connectors.base import Connector
+from connectors.retry import RetryPolicy, RetrySettings
 from mapping.errors import ConfigError, Location, Problem
 from mapping.models import HubSpotSource, KlaviyoSource, resolve_secret
 from mapping.project import Project
 from sync.pull_map import MERGED_IDS_PROPERTY, SourceMap
 
-__all__ = ["PROVIDERS", "build_connectors", "configured_sources", "open_connectors"]
+__all__ = ["PROVIDERS", "build_connectors", "configured_sources", "open_connectors", "provider_connectors"]
 
 PROVIDERS = ("hubspot", "klaviyo")
 
@@ -79,7 +82,7 @@ def klaviyo_metrics(project: Project, cfg: KlaviyoSource) -> dict[str, list[str]
     return metrics
 
 
-def _hubspot(project: Project, cfg: HubSpotSource) -> Connector:
+def _hubspot(project: Project, cfg: HubSpotSource, retry: RetryPolicy | None = None) -> Connector:
     from connectors.hubspot import HubSpotConnector
 
     token = resolve_secret(cfg.token, "sources.hubspot.token")
@@ -87,15 +90,40 @@ def _hubspot(project: Project, cfg: HubSpotSource) -> Connector:
     properties = list(dict.fromkeys([*cfg.properties, *fields, MERGED_IDS_PROPERTY]))
     return HubSpotConnector(token, cfg.base_url, properties, email_events=cfg.email_events,
                             unified_events=cfg.unified_events,
-                            event_types=hubspot_event_types(project))
+                            event_types=hubspot_event_types(project), retry=retry)
 
 
-def _klaviyo(project: Project, cfg: KlaviyoSource) -> Connector:
+def _klaviyo(project: Project, cfg: KlaviyoSource, retry: RetryPolicy | None = None) -> Connector:
     from connectors.klaviyo import KlaviyoConnector
 
     key = resolve_secret(cfg.api_key, "sources.klaviyo.api_key")
     SourceMap.build(project, "klaviyo")  # an unknown attribute is refused before any request
-    return KlaviyoConnector(key, cfg.base_url, metrics=klaviyo_metrics(project, cfg))
+    return KlaviyoConnector(key, cfg.base_url, metrics=klaviyo_metrics(project, cfg), retry=retry)
+
+
+def provider_connectors(project: Project, providers: Sequence[str], *,
+                        retry: RetrySettings | None = None) -> dict[str, Connector]:
+    """Connectors of ``providers`` (sources or destinations only): credentials and base URL
+    from ``[sources.<provider>]``, its defaults when the table is absent. ``retry`` bounds
+    the retry policy of each (default: ``RetrySettings()``)."""
+    from mapping.models import HubSpotSource, KlaviyoSource
+
+    unknown = [name for name in providers if name not in PROVIDERS]
+    if unknown:
+        raise ConfigError(problems=[
+            Problem(Location(), f"unknown provider {name!r} (known: hubspot, klaviyo)") for name in unknown])
+    out: dict[str, Connector] = {}
+    try:
+        for name in dict.fromkeys(providers):
+            policy = None if retry is None else RetryPolicy(name, retry)
+            if name == "hubspot":
+                out[name] = _hubspot(project, project.config.sources.hubspot or HubSpotSource(), policy)
+            else:
+                out[name] = _klaviyo(project, project.config.sources.klaviyo or KlaviyoSource(), policy)
+    except BaseException:
+        close_connectors(out)
+        raise
+    return out
 
 
 def build_connectors(project: Project, sources: Sequence[str] | None = None) -> dict[str, Connector]:

@@ -23,11 +23,24 @@ the acknowledged value (the provider did confirm it) but leaves the newer item p
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.records import Change, ChangeOp, JsonValue, PushResult, PushStatus
@@ -192,16 +205,26 @@ def claim(engine: Engine, destination: str, limit: int, *, now_ms: int, due_by: 
         and_(OUT.c.status == INFLIGHT, OUT.c.lease_until < now_ms)))
     stamp = {"status": INFLIGHT, "claim_token": token, "lease_until": now_ms + lease_ms,
              "updated_at": now_ms}
+    rows = claim_rows(engine, OUT, claimable, limit, stamp)
+    return token, [_item(r) for r in rows]
+
+
+def claim_rows(engine: Engine, table: Table, claimable: ColumnElement[bool], limit: int,
+               stamp: Mapping[str, Any]) -> list[Row[Any]]:
+    """Stamp up to ``limit`` rows of ``table`` (lowest ids first) that match ``claimable``
+    with ``stamp`` (which sets ``claim_token``) and return them, in one transaction: two
+    claimers never get the same row. ``table`` needs ``id`` and ``claim_token`` columns."""
     with begin_write(engine) as conn:
-        pick = select(OUT.c.id).where(claimable).order_by(OUT.c.id).limit(limit)
+        pick = select(table.c.id).where(claimable).order_by(table.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             ids = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
             if ids:
-                conn.execute(update(OUT).where(OUT.c.id.in_(ids)).values(**stamp))
+                conn.execute(update(table).where(table.c.id.in_(ids)).values(**stamp))
         else:
-            conn.execute(update(OUT).where(OUT.c.id.in_(pick.scalar_subquery())).values(**stamp))
-        rows = conn.execute(select(OUT).where(OUT.c.claim_token == token).order_by(OUT.c.id)).all()
-    return token, [_item(r) for r in rows]
+            conn.execute(update(table).where(table.c.id.in_(pick.scalar_subquery())).values(**stamp))
+        token = stamp["claim_token"]
+        return list(conn.execute(select(table).where(table.c.claim_token == token)
+                                 .order_by(table.c.id)).all())
 
 
 RUN_OWNER = "run"  # claims of the single-flight run (:mod:`sync.run`) carry this owner

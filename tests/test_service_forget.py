@@ -108,16 +108,23 @@ def test_hubspot_privacy_deletion_forgets_the_person(svc: Service) -> None:
 
 
 def test_forget_of_an_unknown_key_still_suppresses(svc: Service) -> None:
-    report = forget.forget(svc.engine, "nobody@example.com", now_ms=NOW)
+    report = forget.forget(svc.engine, "nobody@example.com", now_ms=NOW, remote=["hubspot", "klaviyo"])
     assert report.contacts == 0 and report.suppressed == 1
-    notes = forget.remote_deletion_notes(["hubspot", "klaviyo"], report)
-    assert "gdpr-delete" in notes[0] and "data-privacy-deletion-jobs" in notes[1]
+    # nothing known locally but the email: both providers are asked by email
+    assert [(t.provider, t.kind, t.value) for _, t in report.remote] == [
+        ("hubspot", "email", "nobody@example.com"), ("klaviyo", "email", "nobody@example.com")]
+    assert report.notes == [] and count(svc.engine, "remote_deletions") == 2
+    unknown = forget.forget(svc.engine, "external_id:c-9", now_ms=NOW, remote=["klaviyo"])
+    assert unknown.remote == [] and unknown.notes == [
+        "klaviyo: deletion not requested: no klaviyo record id and no email is known for this person; "
+        "request it there"]
 
 
 def test_forget_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)  # [sources.klaviyo] api_key: cannot send
     config = tmp_path / "segsync.toml"
     config.write_text(f'[store]\nurl = "sqlite:///cli.db"\n{CONFIG}\nforget_remote = ["klaviyo"]\n')
     from sync.store.db import open_store
@@ -127,9 +134,12 @@ def test_forget_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["--config", str(config), "forget", "hubspot:501", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["contacts"] == 1 and out["new_suppressions"] == 4
-    assert "klaviyo: deletion not requested (record P1)" in out["notes"][0]
+    assert out["notes"] == []
+    [request] = out["remote_deletions"]  # queued with the forget, not sent: the key is missing
+    assert request == {"provider": "klaviyo", "by": "id", "record": "P1", "status": "pending",
+                       "error": "sources.klaviyo.api_key: environment variable KLAVIYO_API_KEY is not set"}
     assert main(["--config", str(config), "forget", "not an email@"]) == 2
     assert "forget: invalid email" in capsys.readouterr().err
-    assert count(engine, "suppressions") == 4
+    assert count(engine, "suppressions") == 4 and count(engine, "remote_deletions") == 1
     engine.dispose()
     assert os.path.exists(tmp_path / "cli.db")

@@ -4,7 +4,8 @@ parts that share one `HubSpotCalls` (SDK client, retry policy, rate budget):
 - `ContactPuller` (``contacts.py``): full listing, then ``lastmodifieddate`` search;
 - `EventPuller` (``events.py``): marketing-email events (legacy v1) and unified events;
 - `SchemaManager` (``schema.py``): property group, properties, options, MANUAL lists;
-- `PropertyPusher` (``push.py``) and `MembershipPusher` (``memberships.py``): ``apply``.
+- `PropertyPusher` (``push.py``) and `MembershipPusher` (``memberships.py``): ``apply``;
+- ``privacy.py``: ``request_deletion`` (GDPR delete by record id or email).
 
 ``apply(changes)`` returns one `PushResult` per change, in order. A per-record problem never
 raises and never stops the batch; a bad token or an exhausted daily quota stops sending, and
@@ -20,14 +21,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from connectors.base import Page, SchemaReport, SchemaSpec
 from connectors.budget import RateBudget
+from connectors.gcpause import relaxed_pages
 from connectors.hubspot.batch import Stop
 from connectors.hubspot.calls import HubSpotCalls
 from connectors.hubspot.contacts import SEARCH_CAP, ContactPuller
 from connectors.hubspot.events import DAY_MS, EventPuller
 from connectors.hubspot.memberships import LIST_CHUNK, MembershipPusher
+from connectors.hubspot.privacy import request_deletion
 from connectors.hubspot.push import PropertyPusher
 from connectors.hubspot.schema import SchemaManager
-from connectors.records import Change, ChangeOp, Contact, Event, Provider, PushResult
+from connectors.records import (
+    Change,
+    ChangeOp,
+    Contact,
+    DeletionKind,
+    DeletionResult,
+    Event,
+    Provider,
+    PushResult,
+)
 from connectors.retry import RetryPolicy
 from connectors.sdk import HUBSPOT_URL
 
@@ -92,10 +104,10 @@ class HubSpotConnector:
         self._members = MembershipPusher(self.calls, self.schema, chunk=list_chunk)
 
     def pull_contacts(self, cursor: str | None, *, full: bool = False) -> Iterator[Page[Contact]]:
-        return self._contacts.pull(cursor, full=full)
+        return relaxed_pages(self._contacts.pull(cursor, full=full))
 
     def pull_events(self, cursor: str | None) -> Iterator[Page[Event]]:
-        return self._events.pull(cursor)
+        return relaxed_pages(self._events.pull(cursor))
 
     def ensure_schema(self, spec: SchemaSpec, *, dry_run: bool = False) -> SchemaReport:
         return self.schema.ensure(spec, dry_run=dry_run)
@@ -124,6 +136,9 @@ class HubSpotConnector:
                 if idx not in results:
                     results[idx] = PushResult.retryable(change, str(stop.error), stop.error.request_id)
         return [results[idx] for idx in range(len(changes))]
+
+    def request_deletion(self, kind: DeletionKind, value: str) -> DeletionResult:
+        return request_deletion(self.calls, kind, value)
 
     def close(self) -> None:
         self.calls.close()

@@ -3,8 +3,11 @@ first, ``serve`` (the HTTP service alone; see :mod:`sync.service`).
 
 * ``segsync forget KEY [--json]`` — KEY is an email, ``hubspot:<id>``, ``klaviyo:<id>``,
   ``external_id:<id>`` or ``contact:<n>``. Removes the person's local data and records hashed
-  suppressions so no later pull, import or webhook brings them back; prints what was removed
-  and, for the providers in ``[service] forget_remote``, what must still be requested there.
+  suppressions so no later pull, import or webhook brings them back; with ``[service]
+  forget_remote``, queues a deletion request for each of those providers in the same
+  transaction and sends it at once (:mod:`sync.remote_delete`). Prints what was removed and
+  each request's state: requested, rejected, or queued (provider unreachable, secret missing:
+  ``segsync run`` / ``serve`` send it later; the exit code is 0 all the same).
 * ``segsync serve [--host H] [--port P]`` — webhooks, ``POST /events``, ``/healthz`` and
   ``/metrics``; stops on Ctrl-C / SIGTERM. Prints ``listening on URL`` on stderr when bound.
 """
@@ -14,11 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sync.cli.engine_cmds import AsJson, _project, _store
 
@@ -29,26 +32,38 @@ def register(app: typer.Typer) -> None:
         key: Annotated[str, typer.Argument(help="email, hubspot:<id>, klaviyo:<id> or external_id:<id>")],
         as_json: AsJson = False,
     ) -> None:
-        """Delete a person's local data and suppress them (GDPR / CCPA erasure)."""
-        from sync.service.forget import forget, remote_deletion_notes
+        """Delete a person's local data and suppress them (GDPR / CCPA erasure); with [service]
+        forget_remote, also request the deletion in those providers."""
+        from sync.remote_delete import forget_and_request
 
         project = _project()
         engine = _store(project)
         try:
-            report = forget(engine, key, now_ms=int(time.time() * 1000))
+            report, requests = forget_and_request(engine, project, key)
         finally:
             engine.dispose()
-        notes = remote_deletion_notes(project.config.service.forget_remote, report)
         counts = {"contacts": report.contacts, "identities": report.identities, "events": report.events,
                   "destination_values": report.destination_values, "queued_pushes": report.queued_pushes,
                   "new_suppressions": report.suppressed}
         if as_json:
-            sys.stdout.write(json.dumps({**counts, "notes": notes}) + "\n")
+            body = {**counts, "remote_deletions": [r.to_json() for r in requests], "notes": report.notes}
+            sys.stdout.write(json.dumps(body) + "\n")
             return
         out = Console(soft_wrap=True, highlight=False)
         out.print("forgot: " + ", ".join(f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items()))
-        for note in notes:
-            out.print(f"[bold yellow]note:[/] {note}", markup=True)
+        for r in requests:
+            who = f"record {r.record}" if r.record else "by email"
+            if r.status == "done":
+                out.print(f"{r.provider}: deletion requested ({who})")
+            elif r.status == "rejected":
+                out.print(f"[bold red]{r.provider}:[/] deletion rejected ({who}): {escape(r.error or '')}",
+                          markup=True)
+            else:
+                why = escape(f": {r.error}" if r.error else "")
+                out.print(f"[bold yellow]{r.provider}:[/] deletion queued, not sent yet ({who}){why}; "
+                          "`segsync run` or `segsync serve` sends it", markup=True)
+        for note in report.notes:
+            out.print(f"[bold yellow]note:[/] {escape(note)}", markup=True)
 
     if any(c.name == "serve" for c in app.registered_commands):
         return

@@ -12,7 +12,9 @@ HubSpot contact events (``contact.*``), with ``objectId`` the HubSpot record id:
 * ``creation``: nothing to apply (the body carries no properties); the pull brings the record.
 * ``deletion``: the identity is archived; a contact left without any live identity is removed
   locally (no suppression: HubSpot can restore it for 90 days). ``restore`` un-archives.
-* ``privacyDeletion``: the person is forgotten and suppressed (:mod:`sync.service.forget`).
+* ``privacyDeletion``: the person is forgotten and suppressed (:mod:`sync.service.forget`), and
+  a deletion request is queued for each other provider of ``[service] forget_remote``
+  (:mod:`sync.remote_delete`; never back to HubSpot).
 * ``merge``: :func:`sync.identity.merge_records` follows the surviving record.
 
 Klaviyo items are events: stored like pulled ones (same source and event id, so a later pull
@@ -204,9 +206,9 @@ class Applier:
         ident = _identity(conn, "hubspot", oid)
         ids = [ident.contact_id] if ident else []
         report = forget.forget_in(conn, ids, [("hubspot", oid)], reason="hubspot privacy deletion",
-                                  now_ms=now_ms)
-        for note in forget.remote_deletion_notes(
-                [p for p in self.forget_remote if p != "hubspot"], report):
+                                  now_ms=now_ms, remote=[p for p in self.forget_remote if p != "hubspot"],
+                                  trigger="webhook")
+        for note in report.notes:
             LOG.warning("privacy deletion of hubspot record %s: %s", oid, note)
         return Applied("forgotten")
 

@@ -9,12 +9,12 @@
   provider record ids, so that no later pull, import or webhook brings the person back.
   :func:`is_suppressed` / :func:`suppressed` answer for the ingest paths. A key with no contact
   is still suppressed (a deletion request can arrive before the data).
-* Remote deletion (``[service] forget_remote``) is *not* implemented: the connectors have no
-  call for it yet. The endpoints it needs are HubSpot ``POST /crm/v3/objects/contacts/gdpr-delete``
-  (``{"objectId": id}`` or ``{"objectId": email, "idProperty": "email"}``) and Klaviyo
-  ``POST /api/data-privacy-deletion-jobs`` (a ``data-privacy-deletion-job`` naming the profile
-  by email, phone number or id). :func:`remote_deletion_notes` says so for each configured
-  provider, so the operator can request it by hand.
+* Remote deletion (``[service] forget_remote``): :func:`forget_in` also queues, in the same
+  transaction, a privacy-deletion request for each configured provider (except the one the
+  deletion came from: a HubSpot privacy-deletion webhook is not sent back to HubSpot), naming
+  the person by the provider's record id when known, else by email
+  (:mod:`sync.remote_delete`, which sends them: HubSpot ``gdpr-delete``, Klaviyo
+  ``data-privacy-deletion-jobs``). A provider for which neither is known gets a note instead.
 
 Keys accepted by :func:`find_contacts`: an email, ``hubspot:<id>``, ``klaviyo:<id>``,
 ``external_id:<id>``, ``contact:<segsync id>``, or a bare external id.
@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, or_, select, update
 
@@ -34,8 +34,11 @@ from mapping.errors import InputError
 from sync.store import repo, schema
 from sync.store.tx import begin_write
 
-__all__ = ["ForgetReport", "find_contacts", "forget", "is_suppressed", "key_hash",
-           "remote_deletion_notes", "remove_contacts", "suppress_keys", "suppressed"]
+if TYPE_CHECKING:
+    from sync.remote_delete import Target
+
+__all__ = ["ForgetReport", "find_contacts", "forget", "hide_key", "is_suppressed", "key_hash",
+           "remove_contacts", "suppress_keys", "suppressed"]
 
 LOG = logging.getLogger("segsync.forget")
 KINDS = ("email", "external_id", "hubspot", "klaviyo")
@@ -47,6 +50,11 @@ def key_hash(kind: str, value: str) -> str:
     if kind == "email":
         value = repo.normalise_email(value)
     return hashlib.sha256(f"{kind}:{value.strip()}".encode()).hexdigest()
+
+
+def hide_key(key: str) -> str:
+    """The audit log's stand-in for a forgotten contact key: ``h:`` + a sha256 prefix."""
+    return "h:" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def _safe_hash(kind: str, value: str | None) -> str | None:
@@ -128,7 +136,9 @@ class ForgetReport:
     queued_pushes: int = 0
     suppressed: int = 0  # new suppression entries
     keys: list[tuple[str, str]] = field(default_factory=list)  # (kind, value) of the person
-    notes: list[str] = field(default_factory=list)
+    contact_key: str | None = None  # the (first) removed contact's email or external id
+    remote: list[tuple[int, Target]] = field(default_factory=list)  # queued deletion requests
+    notes: list[str] = field(default_factory=list)  # providers that could not be asked
 
 
 def _in(column: ColumnElement[Any], values: Sequence[object]) -> list[ColumnElement[bool]]:
@@ -145,9 +155,10 @@ def remove_contacts(conn: Connection, contact_ids: Sequence[int]) -> ForgetRepor
     keys: list[tuple[str, str]] = []
     records: list[tuple[str, str]] = []
     for cond in _in(c.c.id, ids):
-        for email, ext in conn.execute(select(c.c.email, c.c.external_id).where(cond)):
+        for email, ext in conn.execute(select(c.c.email, c.c.external_id).where(cond).order_by(c.c.id)):
             keys += [("email", email)] if email else []
             keys += [("external_id", ext)] if ext else []
+            report.contact_key = report.contact_key or email or ext
     for cond in _in(i.c.contact_id, ids):
         for provider, pid, email in conn.execute(select(i.c.provider, i.c.provider_id, i.c.email)
                                                  .where(cond)):
@@ -177,9 +188,8 @@ def remove_contacts(conn: Connection, contact_ids: Sequence[int]) -> ForgetRepor
     for cond in _in(a.c.contact_id, ids):
         for row in conn.execute(select(a.c.contact_key).where(cond).distinct()):
             if row.contact_key and not row.contact_key.startswith("h:"):
-                hidden = "h:" + hashlib.sha256(row.contact_key.encode()).hexdigest()[:12]
                 conn.execute(update(a).where(cond, a.c.contact_key == row.contact_key)
-                             .values(contact_key=hidden))
+                             .values(contact_key=hide_key(row.contact_key)))
     for cond in _in(i.c.contact_id, ids):
         report.identities += conn.execute(delete(i).where(cond)).rowcount or 0
     for cond in _in(c.c.id, ids):
@@ -188,31 +198,33 @@ def remove_contacts(conn: Connection, contact_ids: Sequence[int]) -> ForgetRepor
 
 
 def forget_in(conn: Connection, contact_ids: Sequence[int], extra_keys: Sequence[tuple[str, str]],
-              *, reason: str, now_ms: int) -> ForgetReport:
-    """Remove ``contact_ids`` and suppress their keys and ``extra_keys`` (caller's transaction)."""
+              *, reason: str, now_ms: int, remote: Sequence[str] = (),
+              trigger: str = "manual") -> ForgetReport:
+    """Remove ``contact_ids``, suppress their keys and ``extra_keys``, and queue a deletion
+    request in each provider of ``remote`` (all in the caller's transaction)."""
+    from sync import remote_delete
+
     report = remove_contacts(conn, contact_ids)
     report.keys = list(dict.fromkeys([*report.keys, *extra_keys]))
     report.suppressed = suppress_keys(conn, report.keys, reason, now_ms)
-    LOG.info("forgot %d contact(s) (%s); %d new suppression(s)", report.contacts, reason,
-             report.suppressed)
+    if remote:
+        wanted, unknown = remote_delete.targets(report.keys, remote)
+        plain = report.contact_key or next(  # a key with no contact: the key itself
+            (v if k in ("email", "external_id") else f"{k}:{v}" for k, v in report.keys), None)
+        ids = remote_delete.enqueue(conn, wanted, reason=reason, trigger=trigger,
+                                    contact_key=hide_key(plain) if plain else None, now_ms=now_ms)
+        report.remote = list(zip(ids, wanted, strict=True))
+        report.notes = [f"{p}: deletion not requested: no {p} record id and no email is known "
+                        "for this person; request it there" for p in unknown]
+    LOG.info("forgot %d contact(s) (%s); %d new suppression(s); %d deletion request(s) queued",
+             report.contacts, reason, report.suppressed, len(report.remote))
     return report
 
 
-def forget(engine: Engine, key: str, *, now_ms: int, reason: str = "forget") -> ForgetReport:
-    """``segsync forget KEY``: remove the person KEY names and suppress them, in one transaction."""
+def forget(engine: Engine, key: str, *, now_ms: int, reason: str = "forget",
+           remote: Sequence[str] = ()) -> ForgetReport:
+    """``segsync forget KEY``: remove the person KEY names, suppress them and queue the deletion
+    requests of ``remote``, in one transaction (sending them is :mod:`sync.remote_delete`'s)."""
     with begin_write(engine) as conn:
         ids, own = find_contacts(conn, key)
-        return forget_in(conn, ids, own, reason=reason, now_ms=now_ms)
-
-
-def remote_deletion_notes(providers: Iterable[str], report: ForgetReport) -> list[str]:
-    """What could not be requested in the providers (the connectors lack the calls)."""
-    endpoints = {"hubspot": "POST /crm/v3/objects/contacts/gdpr-delete",
-                 "klaviyo": "POST /api/data-privacy-deletion-jobs"}
-    notes = []
-    for provider in providers:
-        ids = [v for k, v in report.keys if k == provider]
-        shown = f" (record {', '.join(ids)})" if ids else ""
-        notes.append(f"{provider}: deletion not requested{shown}: the {provider} connector has no "
-                     f"privacy-deletion call yet ({endpoints.get(provider, '?')}); request it there")
-    return notes
+        return forget_in(conn, ids, own, reason=reason, now_ms=now_ms, remote=remote)

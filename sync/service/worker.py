@@ -15,6 +15,10 @@ One pass (:meth:`Worker.run_once`):
    crash left ``applied`` get their hook call on the next pass (evaluation is level-triggered,
    so a repeated call is harmless).
 
+With ``[service] forget_remote``, the worker owns a :class:`sync.remote_delete.RemoteDeletionLoop`
+(a thread started and stopped with it): a pass that forgot someone wakes it, so the deletion
+requests queued by a ``contact.privacyDeletion`` webhook are sent within seconds.
+
 On PostgreSQL several ``serve`` processes may share the store: a pass takes a transaction-level
 advisory lock first, so one worker at a time applies items (order per contact holds).
 """
@@ -35,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mapping.errors import SegsyncError
 from mapping.project import Project
+from sync.remote_delete import RemoteDeletionLoop
 from sync.service import metrics
 from sync.service.apply import Applied, Applier
 from sync.service.inbox import Inbox, mark_done, move_from_spool, purge_done
@@ -103,6 +108,8 @@ class Worker:
         with begin_write(engine) as conn:
             type_ids = repo.event_type_ids(conn, project.events)
         self.applier = Applier(project, type_ids, forget_remote)
+        self.remote = (RemoteDeletionLoop(engine, project, forget_remote, clock=clock)
+                       if forget_remote else None)
         path = Inbox(engine).spool_path
         self.spool = None if path is None else Spool(path)
         self._wake = threading.Event()
@@ -115,6 +122,8 @@ class Worker:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="segsync-inbox-worker", daemon=True)
         self._thread.start()
+        if self.remote is not None:
+            self.remote.start()
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,6 +133,8 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.remote is not None:
+            self.remote.stop(timeout)
         if self.spool is not None and (self._thread is None or not self._thread.is_alive()):
             self.spool.close()
 
@@ -183,6 +194,8 @@ class Worker:
         if handled:
             LOG.info("applied inbox items %d-%d: %s", handled[0][0], handled[-1][0],
                      ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
+        if self.remote is not None and any(r.outcome == "forgotten" for _, _, r in handled):
+            self.remote.wake()
         if handled:
             self._run_hook([n for n, _, _ in handled],
                            {c for _, _, r in handled for c in r.contact_ids})

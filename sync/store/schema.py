@@ -25,9 +25,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy.dialects import postgresql
 
 metadata = MetaData()
+
+# JSON documents that rules read key by key: binary JSONB on PostgreSQL (each ``->`` on ``json``
+# parses the whole text again), JSON text elsewhere.
+JsonDoc = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 # BIGINT that is still an alias of ROWID on SQLite (auto-increment, fast lookups).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -47,7 +53,7 @@ contacts = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("email", String(320), nullable=True, unique=True),
     Column("external_id", String(255), nullable=True, unique=True),
-    Column("attributes", JSON, nullable=False, default=dict),
+    Column("attributes", JsonDoc, nullable=False, default=dict),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -80,7 +86,7 @@ events = Table(
     Column("type_id", SmallId, nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=True),
-    Column("properties", JSON, nullable=True),
+    Column("properties", JsonDoc, nullable=True),
     Column("source", String(32), nullable=False),
     # provider event id, or "sha256:<hex>" of the canonical content when there is none
     Column("source_event_id", String(255), nullable=False),
@@ -102,6 +108,8 @@ memberships = Table(
     Column("exited_at", BigInteger, nullable=True),  # NULL while a member
     Column("rule_hash", String(64), nullable=False),
     Index("ix_memberships_segment_open", "segment", "exited_at"),
+    Index("ix_memberships_open_contact", "contact_id", "segment",
+          sqlite_where=text("exited_at IS NULL"), postgresql_where=text("exited_at IS NULL")),
 )
 
 group_state = Table(
@@ -259,4 +267,31 @@ suppressions = Table(
     Column("key_hash", String(64), primary_key=True),  # sha256 hex of the normalised key
     Column("reason", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# migration 6: privacy-deletion requests to send to the providers (sync.remote_delete). The
+# person's id or email (`id_value`) is erased once the request is settled; the hash stays.
+remote_deletions = Table(
+    "remote_deletions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),  # hubspot | klaviyo
+    Column("id_kind", String(8), nullable=False),  # id | email
+    Column("id_value", String(320), nullable=True),  # NULL once done or rejected
+    Column("key_hash", String(64), nullable=False),  # sync.service.forget.key_hash(kind, value)
+    Column("contact_key", String(64), nullable=True),  # the hidden contact key of the audit log
+    Column("reason", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),  # manual | webhook
+    Column("status", String(16), nullable=False),  # pending | inflight | done | rejected
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("claim_token", String(64), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("request_id", String(128), nullable=True),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("done_at", BigInteger, nullable=True),
+    UniqueConstraint("provider", "key_hash", name="uq_remote_deletions_key"),
+    Index("ix_remote_deletions_due", "status", "next_attempt_at"),
+    Index("ix_remote_deletions_token", "claim_token"),
 )

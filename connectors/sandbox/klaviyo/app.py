@@ -85,9 +85,18 @@ def build_app(state: KlaviyoState, settings: KlaviyoSettings | None = None) -> K
     app = KlaviyoApp(state, settings)
     app.guards.extend([_auth_guard(settings), _revision_guard, _rate_guard(app), _media_guard])
 
-    from connectors.sandbox.klaviyo import bulk_import, events, inspection, lists, metrics, profiles, webhooks
+    from connectors.sandbox.klaviyo import (
+        bulk_import,
+        events,
+        inspection,
+        lists,
+        metrics,
+        privacy,
+        profiles,
+        webhooks,
+    )
 
-    for module in (profiles, bulk_import, events, metrics, lists, inspection):
+    for module in (profiles, bulk_import, events, metrics, lists, privacy, inspection):
         module.register(app)
     webhooks.attach(app)
     return app

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.sandbox.klaviyo.ratelimit_table import TIERS
+from connectors.sandbox.klaviyo.ratelimit_table import EXTRA_TIERS, TIERS
 
 WINDOWS = (("burst", 1.0), ("steady", 60.0), ("daily", 86400.0))
 
@@ -51,7 +51,7 @@ class RateLimiter:
             raise ValueError("rate limit scale must be positive")
         self.clock = clock
         self.scale = scale
-        self.tiers = TIERS if tiers is None else tiers
+        self.tiers = {**TIERS, **EXTRA_TIERS} if tiers is None else tiers
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (op, window) -> (window no, count)
         self.allowed: Counter[tuple[str, int]] = Counter()  # (op, steady window no) -> let through
         self._lock = threading.Lock()

@@ -4,6 +4,9 @@ Generated from ``x-klaviyo-ratelimit`` of the official OpenAPI files (klaviyo/op
 revision 2026-07-15: ``openapi/stable/categories/{profiles,events,metrics,lists}.json``, vendored in
 ``tests/specs/klaviyo/``). ``tests/test_sandbox_klaviyo_ratelimit.py`` re-derives it from the spec
 files and fails if they disagree.
+
+``EXTRA_TIERS`` holds the operations of categories that are not vendored (so that test cannot
+re-derive them), each with its source.
 """
 
 from __future__ import annotations
@@ -92,4 +95,11 @@ TIERS: dict[str, tuple[int, int, int | None]] = {
     "update_list": (10, 150, None),
     "update_mapped_metric": (1, 15, 30),
     "update_profile": (75, 750, None),
+}
+
+EXTRA_TIERS: dict[str, tuple[int, int, int | None]] = {
+    # klaviyo/openapi openapi/stable/categories/data_privacy.json (revision 2026-04-15)
+    # x-klaviyo-ratelimit {"burst": "3/s", "steady": "60/m"}; the same in klaviyo-api 25.0.0
+    # openapi_client/api/data_privacy_api.py (docstring "Burst: `3/s` Steady: `60/m`")
+    "request_profile_deletion": (3, 60, None),
 }

@@ -131,6 +131,18 @@ class ImportJob:
     transient: frozenset[int] = frozenset()  # rows that fail with a temporary error (fault ``partial``)
 
 
+@dataclass(slots=True)
+class DeletionJob:
+    """A data-privacy deletion request as received (``POST /api/data-privacy-deletion-jobs``)."""
+
+    id: str
+    at: int
+    by: str  # id | email | phone_number
+    value: str
+    deleted: list[str]  # the profile ids it deleted (none when nothing matched)
+    events: int  # events deleted with them
+
+
 EventListener = Callable[[str, "KlaviyoState", int], None]  # (event id, state, position)
 
 
@@ -157,6 +169,7 @@ class KlaviyoState:
             self.unique_ids: set[tuple[int, int, str]] = set()
             self.lists: dict[str, KList] = {}
             self.jobs: dict[str, ImportJob] = {}
+            self.deletion_jobs: list[DeletionJob] = []
             self._short = ShortIds(self.settings.seed)
             self._seq = 0
             self.dataset: Any = None  # the synthetic Dataset loaded last (live activity draws on it)
@@ -254,6 +267,27 @@ class KlaviyoState:
             cur = p.properties.get(key)
             if isinstance(cur, list):
                 p.properties[key] = [v for v in cur if v not in values]
+
+    def delete_profile(self, p: Profile) -> int:
+        """Delete a profile for good: identifiers, orders, list memberships and its events
+        (its ``by_index`` slot stays, so other profiles' event rows keep their meaning).
+        Returns how many events went with it."""
+        for f in IDENTIFIERS:
+            v = p.attrs.get(f)
+            if v:
+                key = v.lower() if f == "email" else v
+                if self.by_ident[f].get(key) == p.id:
+                    del self.by_ident[f][key]
+        for order, key in ((self.order_id, (p.id, p.id)), (self.order_created, (p.created, p.id)),
+                           (self.order_updated, (p.updated, p.id))):
+            i = bisect_left(order, key)
+            if i < len(order) and order[i] == key:
+                del order[i]
+        for lst in self.lists.values():
+            lst.members.pop(p.id, None)
+        self.unique_ids = {k for k in self.unique_ids if k[1] != p.index}
+        del self.profiles[p.id]
+        return self.events.remove_profile(p.index)
 
     # ---- metrics and events -------------------------------------------------------------
     def metric(self, name: str, service: str = "API", ms: int | None = None) -> Metric:
