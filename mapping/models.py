@@ -204,7 +204,7 @@ class ServiceConfig(Model):
     push_batch: int = Field(100, ge=1, le=10_000, description="real-time pushes flush at this size")
     forget_remote: list[Literal["hubspot", "klaviyo"]] = Field(
         default_factory=list, description="on a privacy deletion or `segsync forget`, also "
-        "request deletion in these providers")
+        "request deletion in these providers (queued with the forget, retried until accepted)")
 
     @field_validator("hubspot_client_secret", "klaviyo_webhook_secret", "events_api_key")
     @classmethod

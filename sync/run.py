@@ -10,14 +10,17 @@ Under the single-flight lock (:mod:`sync.runlock`), so two runs never push at on
    only be a dead run's, we hold the lock) and claims whose lease ran out; a live real-time
    flusher's claims (it pushes without the lock) are left alone.
    The crashed run's ``runs`` row, still ``running``, is marked ``aborted``;
-2. pull every configured source (incremental; ``full_pull`` re-reads everything). A source that
+2. privacy-deletion requests that are due (``[service] forget_remote``, queued by ``segsync
+   forget`` or a webhook) are sent to the providers that have a connector
+   (:func:`sync.remote_delete.send_remote_deletions`), before anything is pushed;
+3. pull every configured source (incremental; ``full_pull`` re-reads everything). A source that
    fails is reported and the run goes on with what the store holds;
-3. evaluate the whole population at ``as_of`` (default: now), recording memberships;
-4. make sure every destination has the fields, options and lists the mappings need
+4. evaluate the whole population at ``as_of`` (default: now), recording memberships;
+5. make sure every destination has the fields, options and lists the mappings need
    (``ensure_schema``); a destination whose schema disagrees is not pushed to;
-5. plan desired vs acknowledged values and commit the changes to the outbox
+6. plan desired vs acknowledged values and commit the changes to the outbox
    (:func:`sync.planning.plan_run`, with the mass-removal guard);
-6. push what the outbox holds (:func:`sync.executor.push_destination`).
+7. push what the outbox holds (:func:`sync.executor.push_destination`).
 
 A crash anywhere is repaired by the next run: desired state and the outbox are committed
 before anything is sent, acknowledged values only after the provider confirmed.
@@ -27,7 +30,8 @@ before anything is sent, acknowledged values only after the provider confirmed.
 is recorded in the store except what the pull read. The report says what a run would do.
 
 The :class:`RunReport` tells success (exit 0), partial failure (exit 3: records rejected,
-dead-lettered, left to retry, or removals held by the guard) and error (exit 1: a source or
+dead-lettered, left to retry, removals held by the guard, or privacy deletions rejected, left
+to retry or without a connector) and error (exit 1: a source or
 destination failed, or a destination's schema disagrees).
 """
 
@@ -42,12 +46,13 @@ from sqlalchemy import Engine, func, select, update
 
 from connectors.base import Connector, Page, SchemaReport, SchemaSpec
 from connectors.errors import ConnectorError
-from connectors.records import Change, Contact, Event, Provider, PushResult
+from connectors.records import Change, Contact, DeletionKind, DeletionResult, Event, Provider, PushResult
 from mapping.project import Project
 from sync import outbox
 from sync.executor import PushSummary, push_destination
 from sync.plan import Plan
 from sync.pull import PullProgress, PullSummary, load_cursor, pull
+from sync.remote_delete import DeletionReport, send_remote_deletions
 from sync.runlock import single_flight
 from sync.store import schema
 from sync.store.tx import begin_write
@@ -116,6 +121,7 @@ class RunReport:
     schema: dict[str, SchemaReport] = field(default_factory=dict)
     plan: Plan | None = None
     push: PushSummary = field(default_factory=PushSummary)
+    deletions: DeletionReport = field(default_factory=DeletionReport)
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per phase
 
@@ -124,7 +130,7 @@ class RunReport:
         if self.errors:
             return "error"
         held = bool(self.plan and self.plan.held)
-        if held or self.push.failed or self.push.dead:
+        if held or self.push.failed or self.push.dead or not self.deletions.ok:
             return "partial"
         return "ok"
 
@@ -155,7 +161,7 @@ class RunReport:
                 "counts": [{"destination": d, "group": g, "op": o, "count": n}
                            for (d, g, o), n in plan.counts().items()],
                 "cost": dict(plan.cost)},
-            "push": self.push.to_json(), "errors": self.errors,
+            "push": self.push.to_json(), "deletions": self.deletions.to_json(), "errors": self.errors,
         }
 
 
@@ -180,6 +186,9 @@ class _Reporting:
         results = self.inner.apply(changes)
         self.report(len(changes))
         return results
+
+    def request_deletion(self, kind: DeletionKind, value: str) -> DeletionResult:
+        return self.inner.request_deletion(kind, value)
 
 
 def _reporting(inner: Connector, report: Callable[[int], None]) -> Connector:
@@ -232,21 +241,10 @@ def run_job(project: Project, options: RunOptions = RunOptions(), *, engine: Eng
 def build_connectors(project: Project) -> dict[str, Connector]:
     """A connector for every enabled source and every enabled destination (credentials and
     base URLs from ``[sources.<provider>]``, its defaults when the table is absent)."""
-    from mapping.models import HubSpotSource, KlaviyoSource
-    from sync.connect import _hubspot, _klaviyo, close_connectors, configured_sources
+    from sync.connect import configured_sources, provider_connectors
 
-    wanted = list(dict.fromkeys([*configured_sources(project), *project.config.destinations.enabled()]))
-    out: dict[str, Connector] = {}
-    try:
-        for name in wanted:
-            if name == "hubspot":
-                out[name] = _hubspot(project, project.config.sources.hubspot or HubSpotSource())
-            else:
-                out[name] = _klaviyo(project, project.config.sources.klaviyo or KlaviyoSource())
-    except BaseException:
-        close_connectors(out)
-        raise
-    return out
+    return provider_connectors(project, [*configured_sources(project),
+                                         *project.config.destinations.enabled()])
 
 
 def _run(project: Project, options: RunOptions, engine: Engine, conns: Mapping[str, Connector],
@@ -263,6 +261,8 @@ def _run(project: Project, options: RunOptions, engine: Engine, conns: Mapping[s
     try:
         if not options.dry_run:
             outbox.release(engine, now_ms=now, stale_of=outbox.RUN_OWNER)
+        if options.push and not options.dry_run:
+            report.deletions = send_remote_deletions(engine, conns, clock(), run_id=report.run_id)
         sources = [s for s in configured_sources(project) if s in conns]
         if options.pull and sources:
             phases.start("pull")

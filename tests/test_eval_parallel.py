@@ -34,6 +34,7 @@ def project() -> Project:
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Path]]:
     path = load_sqlite(Spec(contacts=300, seed=5), path=tmp_path / "bench.db", log=False)
     monkeypatch.setattr(parallel, "WORKERS", 2)  # also on a one-core machine
+    monkeypatch.setattr(parallel, "MIN_EVENTS", 0)  # also on this small store
     engine = open_store(f"sqlite:///{path}")
     yield engine, path
     engine.dispose()

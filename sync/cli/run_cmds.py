@@ -115,6 +115,11 @@ def print_report(console: Console, report: RunReport) -> None:
             verb = "would create" if report.dry_run else "created"
             console.print(f"{dest}: {verb} {', '.join(made)}")
     console.print(summary_table(report))
+    d = report.deletions
+    if d.sent or d.stopped:
+        stopped = "".join(f"; {name} stopped: {why}" for name, why in d.stopped.items())
+        console.print(f"privacy deletions: {d.count('done')} requested, {d.count('rejected')} rejected, "
+                      f"{d.pending} pending{escape(stopped)}")
     if report.plan is not None:
         for problem in report.plan.problems:
             console.print(f"[bold yellow]held:[/] {escape(problem)}", markup=True)

@@ -220,7 +220,7 @@ class ExprCompiler:
 
     def _json_type_guard(self, col: Col, key: str, kinds: tuple[str, ...]) -> Col:
         if self.dialect == "postgresql":
-            return func.json_typeof(col[key]).in_(kinds)
+            return func.jsonb_typeof(col[key]).in_(kinds)
         return func.json_type(col, f'$."{key}"').in_(kinds)
 
     def attribute(self, name: str) -> Col:
@@ -256,7 +256,7 @@ class ExprCompiler:
     def _list_contains(self, node: r.Expr, item: Col) -> Col:
         col, key = self._list_parts(node)
         if self.dialect == "postgresql":
-            elements = func.json_array_elements_text(col[key]).table_valued("value")
+            elements = func.jsonb_array_elements_text(col[key]).table_valued("value")
         else:
             elements = func.json_each(col, f'$."{key}"').table_valued("value")
         hit = exists(select(literal(1)).select_from(elements).where(elements.c.value == item))
@@ -308,7 +308,7 @@ class ExprCompiler:
         if typ is T.LIST:
             col, key = self._list_parts(node.expr)
             if self.dialect == "postgresql":
-                length = func.json_array_length(col[key])
+                length = func.jsonb_array_length(col[key])
             else:
                 length = func.json_array_length(col, f'$."{key}"')
             is_set: Col = func.coalesce(case((self._json_type_guard(col, key, ("array",)), length > 0)),

@@ -17,11 +17,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     Connection,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     func,
     insert,
     literal,
@@ -53,11 +56,12 @@ from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
+from sync.evaluate.traits import create_temp_as
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
 from sync.store.tx import WRITE_OPTION
 
 TYPE_FIRST_INDEX = "ix_events_type_contact_ts"
-SQLITE_CACHE_KIB = 512_000  # page cache for the run (the default 2 MB re-reads the events index)
+SQLITE_CACHE_KIB = 256_000  # page cache for the run (the default 2 MB re-reads the events index)
 
 
 def ensure_math(conn: Connection) -> None:
@@ -102,6 +106,20 @@ class FullRun:
         self.temps.append(t)
         return t
 
+    def _filled(self, name: str, cols: list[Column[Any]], query: Any) -> Table:
+        """A temporary table ``name`` of ``cols`` holding the rows of ``query`` (one column per
+        column, in order); on PostgreSQL by :func:`create_temp_as`."""
+        if self.conn.dialect.name != "postgresql":
+            table = self._temp(name, *cols)
+            self.conn.execute(insert(table).from_select([c.name for c in cols], query), {"as_of": self.as_of})
+            return table
+        table = Table(name, self.md, *cols, prefixes=["TEMPORARY"])
+        pairs = zip(query.selected_columns, cols, strict=True)
+        named = [cast(qc, col.type).label(col.name) for qc, col in pairs]
+        create_temp_as(self.conn, name, query.with_only_columns(*named), self.as_of)
+        self.temps.append(table)
+        return table
+
     def _masks(self, names: list[str], verdict: dict[str, Col]) -> list[Col]:
         masks: list[Col] = []
         for w in range(self.words):
@@ -126,12 +144,22 @@ class FullRun:
         done = run_passes(conn, scratch, first_read,
                           lambda: plan.traits.pass_jobs(conn, as_of, read["hint"] or None), self._prev)
         hint = read["hint"]
-        self.temps += plan.traits.materialise(conn, as_of, hint or None, done)
         plan.resolver.mode = "final"
-        source = self._derived(plan, plan.traits.joins(contacts))
-        ranked = self.derived if self.derived is not None else source  # one row per contact either way
-        for key, spec in plan.resolver.ranks.items():
-            cut = compute_cutoffs(conn, ranked, plan.resolver.x(spec), spec.n, as_of)
+        self.temps += plan.traits.materialise(conn, as_of, hint or None, done,
+                                              lambda: self._derived_cols(plan))
+        if plan.traits.wide is not None:  # it holds the scores, ranked values and attributes too
+            self._use_derived(plan, plan.traits.wide)
+            source = plan.traits.joins(contacts)
+            ranked: Any = plan.traits.wide
+        else:
+            source = self._derived(plan, plan.traits.joins(contacts))
+            ranked = self.derived if self.derived is not None else source  # one row per contact either way
+        ranks = list(plan.resolver.ranks.items())
+        xs = [plan.resolver.x(spec) for _, spec in ranks]
+        totals = list(conn.execute(select(*(func.count(x) for x in xs)).select_from(ranked),
+                                   {"as_of": as_of}).one()) if xs else []
+        for (key, spec), x, total in zip(ranks, xs, totals, strict=True):
+            cut = compute_cutoffs(conn, ranked, x, spec.n, as_of, total=int(total))
             if self.persist:
                 store_cutoffs(conn, key, cut, as_of)
             plan.resolver.cutoffs[key] = cut
@@ -146,30 +174,39 @@ class FullRun:
             t.drop(conn)
         return out
 
-    def _derived(self, plan: Plan, source: Any) -> Any:
-        """Scores and ranked values, computed once per contact into ``segsync_derived`` (rules
-        then compare a column instead of re-evaluating the score in every CASE branch)."""
+    def _derived_cols(self, plan: Plan) -> list[Col]:
+        """Scores (``s<i>``, as floats), ranked values (``x<i>``, floats) and the non-list
+        attributes (``at<i>``), computed once per contact (rules then compare a column instead
+        of re-evaluating a score or a JSON extraction in every CASE branch)."""
         res = plan.resolver
-        cols: list[Col] = [score_sql(self.project.scores[n], plan.traits.points, self.conn.dialect.name)
-                           .label(f"s{i}") for i, n in enumerate(sorted(res.scores_used))]
-        keys = sorted(res.ranks)
-        cols += [res.x(res.ranks[k]).label(f"x{i}") for i, k in enumerate(keys)]
+        cols: list[Col] = [cast(score_sql(self.project.scores[n], plan.traits.points, self.conn.dialect.name),
+                                Float).label(f"s{i}") for i, n in enumerate(sorted(res.scores_used))]
+        cols += [cast(res.x(res.ranks[k]), Float).label(f"x{i}") for i, k in enumerate(sorted(res.ranks))]
         attrs = [n for n, t in self.project.attributes.items() if t is not r.Type.LIST]
-        acols = [plan.compiler.attribute(n).label(f"at{i}") for i, n in enumerate(attrs)]
-        if not cols and not acols:
+        return cols + [plan.compiler.attribute(n).label(f"at{i}") for i, n in enumerate(attrs)]
+
+    def _use_derived(self, plan: Plan, table: Table) -> None:
+        """Point the resolver and the compiler at the derived columns stored in ``table``."""
+        res = plan.resolver
+        res.score_cols = {n: table.c[f"s{i}"] for i, n in enumerate(sorted(res.scores_used))}
+        res.rank_x = {k: table.c[f"x{i}"] for i, k in enumerate(sorted(res.ranks))}
+        attrs = [n for n, t in self.project.attributes.items() if t is not r.Type.LIST]
+        plan.compiler.attr_cols = {n: table.c[f"at{i}"] for i, n in enumerate(attrs)}
+
+    def _derived(self, plan: Plan, source: Any) -> Any:
+        """The derived columns (:meth:`_derived_cols`) in their own ``segsync_derived`` table,
+        when there is no wide trait table to hold them (no event traits)."""
+        cols = self._derived_cols(plan)
+        if not cols:
             return source
         derived = self.derived = self._temp("segsync_derived", Column("contact_id", BigId, primary_key=True),
-                             *(Column(c.name, Float) for c in cols),
-                             *(Column(c.name, _ddl_type(c.type)) for c in acols))
-        cols += acols
+                                            *(Column(c.name, _ddl_type(c.type)) for c in cols))
         self.conn.execute(insert(derived).from_select(
             ["contact_id", *(c.name for c in cols)], select(contacts.c.id, *cols).select_from(source)),
             {"as_of": self.as_of})
         if self.conn.dialect.name == "postgresql":
             self.conn.exec_driver_sql("ANALYZE segsync_derived")
-        res.score_cols = {n: derived.c[f"s{i}"] for i, n in enumerate(sorted(res.scores_used))}
-        res.rank_x = {k: derived.c[f"x{i}"] for i, k in enumerate(keys)}
-        plan.compiler.attr_cols = {n: derived.c[f"at{i}"] for i, n in enumerate(attrs)}
+        self._use_derived(plan, derived)
         return source.outerjoin(derived, derived.c.contact_id == contacts.c.id)
 
     # ------------------------------------------------------------------ result table
@@ -194,10 +231,9 @@ class FullRun:
                 cols += [c for c in st_table.c if c.name != "contact_id"]
             cols += [plan.atoms[i][0].label(f"a{i}") for i in stt.atoms]
         ddl = {f"f{k}": SQL_TYPES[field_types[n]] for k, n in enumerate(sql_fields)}
-        res = self._temp("segsync_res", Column("contact_id", BigId, primary_key=True),
-                         *(Column(c.name, ddl.get(c.name, _ddl_type(c.type))) for c in cols[1:]))
-        conn.execute(insert(res).from_select([c.name for c in cols], select(*cols).select_from(source)),
-                     {"as_of": self.as_of})
+        res_ddl: list[Column[Any]] = [Column("contact_id", BigId, primary_key=True),
+                                      *(Column(c.name, ddl.get(c.name, _ddl_type(c.type))) for c in cols[1:])]
+        res = self._filled("segsync_res", res_ddl, select(*cols).select_from(source))
         fields = {n: (f"f{k}", convert(field_types[n])) for k, n in enumerate(sql_fields)}
         if stt is None:
             return res, fields
@@ -227,16 +263,23 @@ class FullRun:
         if self.prev is not None:
             return self.prev
         m, words, names = memberships.c, self.words, list(self.project.segments)
-        prev = self.prev = self._temp("segsync_prev", Column("contact_id", BigId, primary_key=True),
-                                      *(Column(f"p{w}", BigInteger) for w in range(words)))
-        pcols = [func.sum(case({n: bit_of(self.index[n])[1] for n in names if bit_of(self.index[n])[0] == w},
-                               value=m.segment, else_=0)) for w in range(words)]
-        if names:
-            open_rows = (select(m.contact_id, *pcols).where(m.exited_at.is_(None), m.segment.in_(names))
-                         .group_by(m.contact_id))
-            pnames = ["contact_id", *(f"p{w}" for w in range(words))]
-            self.conn.execute(insert(prev).from_select(pnames, open_rows))
-        return prev
+        pcols_ddl: list[Column[Any]] = [Column("contact_id", BigId, primary_key=True),
+                                        *(Column(f"p{w}", BigInteger) for w in range(words))]
+        if not names:
+            self.prev = self._temp("segsync_prev", *pcols_ddl)
+            return self.prev
+        # segment -> (word, bit) as a tiny table: one index probe per open membership instead of
+        # a CASE over every segment name; the open rows come from ix_memberships_open_contact
+        bits = self._temp("segsync_bits", Column("segment", String(128), primary_key=True),
+                          Column("word", BigInteger), Column("bit", BigInteger))
+        self.conn.execute(insert(bits), [{"segment": n, "word": bit_of(self.index[n])[0],
+                                          "bit": bit_of(self.index[n])[1]} for n in names])
+        pcols = [func.sum(case((bits.c.word == w, bits.c.bit), else_=0)) for w in range(words)]
+        joined = memberships.join(bits, bits.c.segment == m.segment)
+        open_rows = (select(m.contact_id, *pcols).select_from(joined).where(m.exited_at.is_(None))
+                     .group_by(m.contact_id))
+        self.prev = self._filled("segsync_prev", pcols_ddl, open_rows)
+        return self.prev
 
     def _changes(self, fin: Any, out: EvaluationResult) -> None:
         conn, project, words = self.conn, self.project, self.words
@@ -279,19 +322,35 @@ class FullRun:
         pt = self._temp("segsync_pairs", *(Column(f"{x}{w}", BigInteger) for x in "mp" for w in range(words)),
                         Column("segment", String(128)), Column("enter", BigInteger))
         conn.execute(insert(pt), pairs)
+        if conn.dialect.name == "postgresql":  # autovacuum never analyses temporary tables
+            conn.exec_driver_sql("ANALYZE segsync_chg")
+            conn.exec_driver_sql("ANALYZE segsync_pairs")
         on = and_(*(col == pt.c[col.name] for col in chg.c if col.name != "contact_id"))
-        hashes = case({n: s.rule_hash for n, s in project.segments.items()}, value=pt.c.segment)
-        entries = (select(chg.c.contact_id, pt.c.segment, literal(self.as_of, BigInteger), hashes)
-                   .select_from(chg.join(pt, on)).where(pt.c.enter == 1))
-        self._insert_entries(entries)
-        gone = (select(chg.c.contact_id, pt.c.segment).select_from(chg.join(pt, on))
-                .where(pt.c.enter == 0).subquery("gone"))
-        conn.execute(update(memberships).where(m.contact_id == gone.c.contact_id, m.segment == gone.c.segment,
-                                               m.exited_at.is_(None)).values(exited_at=self.as_of))
+        if any(not p["enter"] for p in pairs):  # exits first: the table then holds only known rows
+            gone = (select(chg.c.contact_id, pt.c.segment).select_from(chg.join(pt, on))
+                    .where(pt.c.enter == 0).subquery("gone"))
+            conn.execute(update(memberships).where(m.contact_id == gone.c.contact_id,
+                                                   m.segment == gone.c.segment, m.exited_at.is_(None))
+                         .values(exited_at=self.as_of))
+        if any(p["enter"] for p in pairs):
+            hashes = case({n: s.rule_hash for n, s in project.segments.items()}, value=pt.c.segment)
+            entries = (select(chg.c.contact_id, pt.c.segment, literal(self.as_of, BigInteger), hashes)
+                       .select_from(chg.join(pt, on)).where(pt.c.enter == 1))
+            if conn.dialect.name == "sqlite":  # contacts outside: rows arrive in key order, so the
+                entries = entries.order_by(chg.c.contact_id)  # B-tree inserts append (3x faster)
+            self._insert_entries(entries)
 
     def _insert_entries(self, entries: Any) -> None:
         ins = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
         stmt = ins(memberships).from_select(["contact_id", "segment", "entered_at", "rule_hash"], entries)
+        m = memberships.c
+        # a row an entry could collide with (entered at this instant) is closed, so it exited at or
+        # after it; with none such (ix_memberships_segment_open), a plain INSERT is enough
+        reopen = self.conn.execute(select(m.segment).where(m.segment.in_(list(self.project.segments)),
+                                                           m.exited_at >= self.as_of).limit(1)).first()
+        if reopen is None:
+            self.conn.execute(stmt)
+            return
         # re-entering at the same instant as an earlier exit reopens that row (the SELECT has a
         # WHERE, so SQLite parses the upsert clause unambiguously)
         self.conn.execute(stmt.on_conflict_do_update(index_elements=["contact_id", "segment", "entered_at"],
@@ -338,7 +397,7 @@ class FullRun:
         convs = [(name, conv) for name, (_, conv) in fields.items()]
         cols = [fin.c.contact_id, fin.c.key, *(fin.c[f"m{w}"] for w in range(words)),
                 *(fin.c[c] for c, _ in fields.values())]
-        rows = list(self.conn.execute(select(*cols).order_by(fin.c.contact_id)).all())
+        rows = self._rows(select(*cols).order_by(fin.c.contact_id))
         cache: dict[tuple[int, ...], tuple[str, ...]] = {}
 
         def build(row: Any) -> ContactResult:
@@ -350,6 +409,25 @@ class FullRun:
             return ContactResult(row[0], row[1], segs, values)
 
         out.deferred(rows, build)
+
+    def _rows(self, query: Any) -> list[Any]:
+        """All rows of ``query``; on SQLite as the driver's plain tuples (a million SQLAlchemy
+        rows cost a second and ~100 MB more), JSON columns decoded as SQLAlchemy would."""
+        if self.conn.dialect.name != "sqlite":
+            return list(self.conn.execute(query).all())
+        sql = str(query.compile(dialect=self.conn.dialect, compile_kwargs={"literal_binds": True}))
+        raw: Any = self.conn.connection.driver_connection
+        rows: list[Any] = raw.execute(sql).fetchall()
+        decode = [i for i, c in enumerate(query.selected_columns) if isinstance(c.type, JSON)]
+        if decode and rows:
+            def fix(row: tuple[Any, ...]) -> tuple[Any, ...]:
+                cells = list(row)
+                for i in decode:
+                    if isinstance(cells[i], str):
+                        cells[i] = json.loads(cells[i])
+                return tuple(cells)
+            rows = [fix(r) for r in rows]
+        return rows
 
 
 def _ddl_type(t: Any) -> Any:

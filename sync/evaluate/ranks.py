@@ -92,14 +92,24 @@ class Cutoffs:
     values: dict[int, float]  # k (2..n) -> ntile >= k when x > value
 
 
-def compute_cutoffs(conn: Connection, source: FromClause, x: Col, n: int, as_of_ms: int) -> Cutoffs:
-    """Cut-offs of ``x`` over every contact of ``source`` (one count, one window query)."""
+def compute_cutoffs(conn: Connection, source: FromClause, x: Col, n: int, as_of_ms: int,
+                    total: int | None = None) -> Cutoffs:
+    """Cut-offs of ``x`` over every contact of ``source`` (one count, unless ``total``, the
+    number of contacts with a value, is given, and one window query; on SQLite the values
+    sorted in Python)."""
     params = {"as_of": as_of_ms}
-    total = conn.execute(select(func.count()).select_from(source).where(x.is_not(None)),
-                         params).scalar_one()
+    if total is None:
+        total = conn.execute(select(func.count()).select_from(source).where(x.is_not(None)),
+                             params).scalar_one()
     if not total:
         return Cutoffs(0, {})
     wanted = {k: math.ceil((k - 1) * total / n) for k in range(2, n + 1)}
+    if conn.dialect.name == "sqlite":  # its window sort + row_number costs ~40 % more than this
+        result = conn.execute(select(cast(x, Float)).select_from(source).where(x.is_not(None)), params)
+        values = sorted(float(v) for (v,) in result.cursor.fetchall())
+        result.close()
+        if len(values) == total:
+            return Cutoffs(int(total), {k: values[rn - 1] for k, rn in wanted.items()})
     ranked = (select(cast(x, Float).label("x"), func.row_number().over(order_by=x).label("rn"))
               .select_from(source).where(x.is_not(None)).subquery())
     rows = conn.execute(select(ranked.c.rn, ranked.c.x).where(ranked.c.rn.in_(sorted(set(wanted.values())))),

@@ -155,6 +155,14 @@ def _norm(value: Any) -> Any:
 
 def run_subset(conn: Connection, project: Project, as_of_ms: int, contact_ids: Sequence[int],
                persist: bool, out: EvaluationResult) -> None:
+    if conn.dialect.name == "postgresql":
+        # The contact query is large and its row estimates for a few ids are wild (51M rows for
+        # one contact at 1M contacts), so its cost passes every JIT threshold and PostgreSQL
+        # spent 14 s compiling it with inlining and optimisation for a plan that runs in 1 ms.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        # once psycopg has prepared it (5th use), reuse one plan instead of planning this large
+        # query on every call: measured p99 11.8 -> 6.1 ms over 1,000 random contacts
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
     ev = prepared(conn, project, as_of_ms)
     states = ev.states(conn.dialect, persist)
     writer = Writer(conn, as_of_ms) if persist else None

@@ -21,6 +21,7 @@ documented empty values (count 0, exists false).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -48,6 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.types import NullType
 
 from mapping.project import Project
 from mapping.rules import ast as r
@@ -233,13 +236,17 @@ class TraitTables:
         return sql.replace("FROM events AS e ", f"FROM events AS e INDEXED BY {hint} ", 1)
 
     def materialise(self, conn: Connection, as_of_ms: int, hint: str | None = None,
-                    done: dict[str, str] | None = None) -> list[Table]:
+                    done: dict[str, str] | None = None,
+                    extra: Callable[[], list[Col]] | None = None) -> list[Table]:
         """Whole-population path: each trait table becomes a temporary table, then all of them
         one *wide* temporary table keyed by contact id (``self.wide``), which every later
         contact-level query joins once. ``hint`` (SQLite) pins the per-type passes to an index
         in (type_id, contact_id) order, so each pass streams its GROUP BY without sorting.
         ``done`` maps event types whose tables worker connections already built (see
-        :meth:`pass_jobs`) to the attached schema holding them."""
+        :meth:`pass_jobs`) to the attached schema holding them. ``extra`` returns more labelled
+        contact-level columns (scores, ranked values, attributes), compiled while the trait
+        accessors still read the per-type tables, which the wide table stores too (one 1M-row
+        write instead of two)."""
         md = MetaData()
         made: list[Table] = []
         scratch: list[Table] = []
@@ -248,8 +255,11 @@ class TraitTables:
                 scratch.append(self._pass_table(i, shape, md, done[event]))
                 continue
             table = self._pass_table(i, shape, md, None)
-            table.create(conn)
             made.append(table)
+            if self.dialect == "postgresql":  # columns are named as the table object says
+                create_temp_as(conn, table.name, sel, as_of_ms)
+                continue
+            table.create(conn)
             names = ["contact_id", *(s[0] for s in shape)]
             stmt = insert(table).from_select(names, sel.params(as_of=as_of_ms))
             if hint is not None and self.dialect == "sqlite":
@@ -259,19 +269,29 @@ class TraitTables:
         every = made + scratch
         if not every:
             return made
-        cols = [c for t in every for c in t.c if c.name != "contact_id"]
+        by_type = {t.name: t for t in every}
+        self.tables = {ev: by_type[f"segsync_tt_{i}"] for i, ev in enumerate(self.selects(False))}
+        cols: list[Col] = [c for t in every for c in t.c if c.name != "contact_id"]
+        more = extra() if extra is not None else []
         wide = Table("segsync_wide", md, Column("contact_id", BigId, primary_key=True),
-                     *(Column(c.name, c.type) for c in cols), prefixes=["TEMPORARY"])
-        wide.create(conn)
+                     *(Column(c.name, c.type) for c in cols),
+                     *(Column(c.name, String() if isinstance(c.type, NullType) else c.type) for c in more),
+                     prefixes=["TEMPORARY"])
         source: FromClause = contacts
         for t in every:
             source = source.outerjoin(t, t.c.contact_id == contacts.c.id)
-        conn.execute(insert(wide).from_select(["contact_id", *(c.name for c in cols)],
-                                              select(contacts.c.id, *cols).select_from(source)))
+        cols += more
+        if self.dialect == "postgresql":
+            typed = [cast(c, wide.c[c.name].type).label(c.name) for c in cols]
+            query = select(contacts.c.id.label("contact_id"), *typed).select_from(source)
+            create_temp_as(conn, wide.name, query, as_of_ms)
+        else:
+            wide.create(conn)
+            conn.execute(insert(wide).from_select(["contact_id", *(c.name for c in cols)],
+                                                  select(contacts.c.id, *cols).select_from(source)),
+                         {"as_of": as_of_ms})
         for t in made:
             t.drop(conn)
-        if self.dialect == "postgresql":
-            conn.exec_driver_sql("ANALYZE segsync_wide")
         self.wide = wide
         self.tables = dict.fromkeys(self.selects(False), wide)
         return [wide]
@@ -330,6 +350,16 @@ class TraitTables:
 
     def empty(self) -> bool:
         return not self._types
+
+
+def create_temp_as(conn: Connection, name: str, query: Select[Any], as_of_ms: int) -> None:
+    """PostgreSQL: ``CREATE TEMPORARY TABLE name AS query`` (values inlined), then ANALYZE.
+    CREATE TABLE AS may run its SELECT with parallel workers, INSERT ... SELECT never does
+    (PostgreSQL 15), and no index is kept up row by row; autovacuum never analyses temporary
+    tables. The query's column labels name the table's columns."""
+    sql = query.params(as_of=as_of_ms).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {sql}")
+    conn.exec_driver_sql(f"ANALYZE {name}")
 
 
 def _agg_type(fn: str) -> TypeEngine[Any]:
