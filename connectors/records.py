@@ -4,6 +4,8 @@
   milliseconds UTC, as everywhere in segsync).
 - `Change` is one planned write to a destination (the plan is data: a pure function makes
   them, an executor sends them); `PushResult` is the provider's verdict on one change.
+- `DeletionResult` is the provider's verdict on one privacy-deletion request (a person named
+  by a record id or an email, ``Connector.request_deletion``).
 
 Mapping fields (`properties`) are copied on construction and typed read-only, so a record
 never changes after it was made, whatever the caller does with the dict it passed in.
@@ -25,6 +27,9 @@ __all__ = [
     "ChangeOp",
     "Contact",
     "ContactRef",
+    "DeletionKind",
+    "DeletionResult",
+    "DeletionStatus",
     "Event",
     "JsonValue",
     "Provider",
@@ -196,3 +201,45 @@ class PushResult:
         if isinstance(error, RetryableError | AmbiguousWrite):
             return cls.retryable(change, reason, error.request_id)
         return cls.rejected(change, reason, error.request_id)
+
+
+DeletionKind: TypeAlias = Literal["id", "email"]  # how a deletion request names the person
+
+
+class DeletionStatus(StrEnum):
+    DONE = "done"  # the provider accepted the request (or the record was already gone)
+    REJECTED = "rejected"  # the provider refused it for `reason`; resending will not help
+    RETRYABLE = "retryable"  # not accepted (or not known to be): send again later
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionResult:
+    """The outcome of one privacy-deletion request, with the provider's request id when known."""
+
+    status: DeletionStatus
+    reason: str | None = None
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.status is DeletionStatus.DONE) != (self.reason is None):
+            raise ValueError("a done result has no reason; any other result needs one")
+
+    @classmethod
+    def done(cls, request_id: str | None = None) -> DeletionResult:
+        return cls(DeletionStatus.DONE, None, request_id)
+
+    @classmethod
+    def rejected(cls, reason: str, request_id: str | None = None) -> DeletionResult:
+        return cls(DeletionStatus.REJECTED, reason, request_id)
+
+    @classmethod
+    def retryable(cls, reason: str, request_id: str | None = None) -> DeletionResult:
+        return cls(DeletionStatus.RETRYABLE, reason, request_id)
+
+    @classmethod
+    def from_error(cls, error: ConnectorError) -> DeletionResult:
+        """Retryable for retryable and ambiguous errors, rejected for the rest."""
+        reason = error.reason if isinstance(error, RecordRejected) else str(error)
+        if isinstance(error, RetryableError | AmbiguousWrite):
+            return cls.retryable(reason, error.request_id)
+        return cls.rejected(reason, error.request_id)

@@ -20,8 +20,9 @@ __all__ = ["sandbox"]
 HEADERS = {"Authorization": "Klaviyo-API-Key pk_sandbox", "revision": "2026-10-15"}
 
 
-def _request(host: str) -> Request:
-    return Request("GET", "/api/events", "/api/events", {}, {"host": host}, b"")
+def _request(host: str, fields: str | None = None) -> Request:
+    query = {"fields[event]": [fields]} if fields else {}
+    return Request("GET", "/api/events", "/api/events", query, {"host": host}, b"")
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,13 @@ def test_rendered_event_is_the_dict_builders_json(
         got = cache.event("http://" + host, pos)
         assert got == want
         assert cache.event("http://" + host, pos) is got  # rendered once, then reused
+        for fields in ("datetime,event_properties", "uuid", "timestamp,datetime"):  # sparse fieldsets
+            resource = event_resource(_request(host, fields), state, pos)
+            want = json.dumps(resource, separators=(",", ":")).encode()
+            got = cache.event("http://" + host, pos, fields)
+            assert got == want
+            assert list(json.loads(got)["attributes"]) == [
+                k for k in ("timestamp", "event_properties", "datetime", "uuid") if k in fields.split(",")]
 
 
 def _page(sb: Sandbox, **params: str) -> dict[str, Any]:

@@ -30,7 +30,8 @@ T = TypeVar("T")
 # Property sets, list add/remove and bulk imports of "set" rows are idempotent by
 # construction; events carry a unique_id (the change's idempotency key), which Klaviyo uses
 # to drop repeats, so resending one is safe too. Creating a list is not: names need not be
-# unique, a resent create may make a second list.
+# unique, a resent create may make a second list. A second privacy-deletion request for the
+# same profile deletes nothing more.
 OPERATIONS: dict[str, tuple[str, CallKind]] = {
     "get_profiles": ("profiles", CallKind.READ),
     "update_profile": ("profiles", CallKind.IDEMPOTENT_WRITE),
@@ -45,6 +46,7 @@ OPERATIONS: dict[str, tuple[str, CallKind]] = {
     "create_list": ("list_create", CallKind.WRITE),
     "add_profiles_to_list": ("list_members", CallKind.IDEMPOTENT_WRITE),
     "remove_profiles_from_list": ("list_members", CallKind.IDEMPOTENT_WRITE),
+    "request_profile_deletion": ("data_privacy", CallKind.IDEMPOTENT_WRITE),
 }
 
 
@@ -93,6 +95,7 @@ class KlaviyoCalls:
         self.events: Any = client.Events
         self.metrics: Any = client.Metrics
         self.lists: Any = client.Lists
+        self.privacy: Any = client.Data_Privacy
         self.policy = policy
         self._budget = budget
         self._bound: dict[str, ClassBudget] = {}

@@ -6,12 +6,14 @@ for page in connector.pull_contacts(cursor):
     store(page.records); cursor = page.cursor          # the cursor only after the commit
 report = connector.ensure_schema(SchemaSpec(lists=("VIP",)))
 results = connector.apply(changes)                    # one PushResult per change, in order
+connector.request_deletion("email", "a@b.c")          # a DeletionResult (privacy.py)
 ```
 
 Every call goes through the official SDK (``klaviyo-api``, SDK retries off), the shared
 rate budget (``connectors.budget``, one class per endpoint family) and the one retry policy
 (``connectors.retry``). Details: `pull` (cursors, metrics, event paging), `schema` (lists),
-`push` and `bulk` (apply). Limits and oddities: ``QUIRKS.md`` next to this file.
+`push` and `bulk` (apply), `privacy` (request_deletion). Limits and oddities: ``QUIRKS.md``
+next to this file.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from connectors.base import Page, SchemaReport, SchemaSpec
 from connectors.budget import REGISTRY, RateBudget, klaviyo_spec
+from connectors.gcpause import relaxed_pages
 from connectors.klaviyo.calls import KlaviyoCalls, KlaviyoOptions
+from connectors.klaviyo.privacy import request_deletion
 from connectors.klaviyo.pull import MetricRef, pull_contacts, pull_events, resolve_metrics
 from connectors.klaviyo.push import apply_changes
 from connectors.klaviyo.schema import ensure_schema
 from connectors.klaviyo.wire import PROVIDER
-from connectors.records import Change, Contact, Event, Provider, PushResult
+from connectors.records import Change, Contact, DeletionKind, DeletionResult, Event, Provider, PushResult
 from connectors.retry import RetryPolicy
 from connectors.sdk import KLAVIYO_URL
 
@@ -73,11 +77,11 @@ class KlaviyoConnector:
             return list(self._refs)
 
     def pull_contacts(self, cursor: str | None, *, full: bool = False) -> Iterator[Page[Contact]]:
-        return pull_contacts(self.calls, self.options, cursor, full)
+        return relaxed_pages(pull_contacts(self.calls, self.options, cursor, full))
 
     def pull_events(self, cursor: str | None) -> Iterator[Page[Event]]:
         refs = self.metric_refs()
-        return pull_events(self.calls, self.options, refs, cursor)
+        return relaxed_pages(pull_events(self.calls, self.options, refs, cursor))
 
     def ensure_schema(self, spec: SchemaSpec, *, dry_run: bool = False) -> SchemaReport:
         report = ensure_schema(self.calls, spec, dry_run)
@@ -86,3 +90,6 @@ class KlaviyoConnector:
 
     def apply(self, changes: Sequence[Change]) -> list[PushResult]:
         return apply_changes(self.calls, self.options, changes, self.list_ids, self._clock, self._sleep)
+
+    def request_deletion(self, kind: DeletionKind, value: str) -> DeletionResult:
+        return request_deletion(self.calls, kind, value)

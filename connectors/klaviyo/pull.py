@@ -159,6 +159,7 @@ def _metric_pages(
             filter=",".join(conds),
             sort="datetime",
             include=["profile"],
+            fields_event=["datetime", "event_properties"],  # all we read: ~15 % less to parse
             fields_profile=["email"],
             page_size=n,
             page_cursor=page_cursor,

@@ -40,31 +40,42 @@ class EventBytes:
 
     def __init__(self, state: KlaviyoState) -> None:
         self.state = state
-        self._events: dict[str, dict[int, bytes]] = {}  # base URL -> seq -> event object
+        # (base URL, fields[event]) -> seq -> event object
+        self._events: dict[tuple[str, str | None], dict[int, bytes]] = {}
         self._profiles: dict[tuple[str, str | None], dict[int, tuple[_Snapshot, bytes]]] = {}
 
-    def event(self, base: str, pos: int) -> bytes:
+    def event(self, base: str, pos: int, fields: str | None = None) -> bytes:
+        """The event object at ``pos``; ``fields`` is the request's ``fields[event]``."""
         log = self.state.events
-        cache = self._events.get(base)
+        cache = self._events.get((base, fields))
         if cache is None:
-            cache = self._events[base] = {}
+            cache = self._events[(base, fields)] = {}
         seq = log.seq[pos]
         out = cache.get(seq)
         if out is None:
-            out = cache[seq] = self._render(_dumps(base)[1:-1], pos)
+            keep = None if not fields else {f.split(".")[0] for f in fields.split(",")}
+            out = cache[seq] = self._render(_dumps(base)[1:-1], pos, keep)
         return out
 
-    def _render(self, base: str, pos: int) -> bytes:
+    def _render(self, base: str, pos: int, keep: set[str] | None) -> bytes:
         state, log = self.state, self.state.events
         ms, seq = log.ms[pos], log.seq[pos]
         eid = ulid(ms, seq)
         pid = _dumps(state.by_index[log.profile[pos]])
         mid = _dumps(state.metric_by_index[log.metric[pos]])
         link = f"{base}/api/events/{eid}/"
+        parts = []
+        if keep is None or "timestamp" in keep:
+            parts.append(f'"timestamp":{ms // 1000}')
+        if keep is None or "event_properties" in keep:
+            parts.append(f'"event_properties":{_dumps(log.properties(pos))}')
+        if keep is None or "datetime" in keep:
+            parts.append(f'"datetime":"{iso(ms)}"')
+        if keep is None or "uuid" in keep:
+            parts.append(f'"uuid":"{_uuid(ms, seq)}"')
+        shown = ",".join(parts)
         return (
-            f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ms // 1000},'
-            f'"event_properties":{_dumps(log.properties(pos))},"datetime":"{iso(ms)}",'
-            f'"uuid":"{_uuid(ms, seq)}"}},"relationships":{{'
+            f'{{"type":"event","id":"{eid}","attributes":{{{shown}}},"relationships":{{'
             f'"profile":{{"data":{{"type":"profile","id":{pid}}},"links":{{'
             f'"self":"{link}relationships/profile/","related":"{link}profile/"}}}},'
             f'"metric":{{"data":{{"type":"metric","id":{mid}}},"links":{{'

@@ -83,6 +83,14 @@ class EventLog:
         self.value.extend(value)
         self.props.extend(props)
 
+    def remove_profile(self, profile: int) -> int:
+        """Delete every event of one profile (a privacy deletion); returns how many went."""
+        positions = list(self.scan(0, len(self.ms), profile=profile))
+        for pos in reversed(positions):
+            for column in (self.ms, self.seq, self.metric, self.profile, self.value, self.props):
+                del column[pos]
+        return len(positions)
+
     def find(self, ms: int, seq: int) -> int | None:
         lo, hi = bisect_left(self.ms, ms), bisect_right(self.ms, ms)
         for pos in range(lo, hi):

@@ -30,6 +30,7 @@ from connectors.sandbox.klaviyo.query import (
     page_size,
     parse_filter,
     sort_key,
+    sparse,
 )
 from connectors.sandbox.klaviyo.resources import data_object, profile_resource, self_link
 from connectors.sandbox.klaviyo.state import KlaviyoState, Profile, Rejected, validate_attributes
@@ -57,12 +58,12 @@ def event_resource(req: Request, state: KlaviyoState, pos: int) -> dict[str, Any
     return {
         "type": "event",
         "id": eid,
-        "attributes": {
+        "attributes": sparse(req, "event", {
             "timestamp": ms // 1000,
             "event_properties": log.properties(pos),
             "datetime": iso(ms),
             "uuid": str(uuid.UUID(int=(ms << 64) | seq)),
-        },
+        }),
         "relationships": {
             "profile": {
                 "data": {"type": "profile", "id": pid},
@@ -157,7 +158,8 @@ def register(app: KlaviyoApp) -> None:
                 positions.append(pos)
             nxt = [log.ms[positions[-1]], log.seq[positions[-1]]] if more else None
             base = base_url(req)
-            data = [cache.event(base, p) for p in positions]
+            fields = req.arg("fields[event]")
+            data = [cache.event(base, p, fields) for p in positions]
             extra = _included(req, state, positions, names, cache) if names - {"attributions"} else None
             body = page_body(data, links(req, nxt), extra)
         return _document(body)
@@ -171,7 +173,7 @@ def register(app: KlaviyoApp) -> None:
             pos = state.events.find(*key) if key else None
             if pos is None:
                 raise not_found(f"An event with id {eid} does not exist.")
-            parts = [b'{"data":', cache.event(base_url(req), pos), b',"links":']
+            parts = [b'{"data":', cache.event(base_url(req), pos, req.arg("fields[event]")), b',"links":']
             parts.append(_dumps(self_link(req, req.path)).encode())
             if names - {"attributions"}:
                 parts += [b',"included":[', b",".join(_included(req, state, [pos], names, cache)), b"]"]

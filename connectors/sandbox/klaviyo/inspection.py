@@ -3,6 +3,9 @@
 * ``GET  /_sandbox/klaviyo/profiles/{id}``, ``GET /_sandbox/klaviyo/profiles?email=...``
 * ``GET  /_sandbox/klaviyo/lists/{id}`` (with member ids), ``GET /_sandbox/klaviyo/import-jobs[/{id}]``
 * ``GET  /_sandbox/klaviyo/stats`` (counts), ``GET /_sandbox/klaviyo/webhooks`` (deliveries)
+* ``GET  /_sandbox/klaviyo/deletion-jobs``: the data-privacy deletion requests received, oldest
+  first (``id``, ``at`` ms, ``by`` id|email|phone_number, ``value``, ``deleted`` profile ids,
+  ``events`` deleted)
 * ``PUT  /_sandbox/klaviyo/settings`` ``{"rate_limits": bool, "rate_scale": float, "webhook_url": str}``
 * ``POST /_sandbox/klaviyo/reset`` (empty account, counters and windows cleared)
 * ``POST /_sandbox/klaviyo/activity`` ``{"events": n, "changes"?: m, "profile_ids"?: [...],
@@ -86,8 +89,14 @@ def register(app: KlaviyoApp) -> None:
                     "metrics": {m.name: m.id for m in state.metrics.values()},
                     "lists": len(state.lists),
                     "jobs": len(state.jobs),
+                    "deletion_jobs": len(state.deletion_jobs),
                 }
             )
+
+    @route(app, "GET", P + "/deletion-jobs", "_sandbox.klaviyo.deletion_jobs", auth=False)
+    def deletion_jobs(req: Request) -> Response:
+        with state.lock:
+            return _json([asdict(j) for j in state.deletion_jobs])
 
     @route(app, "GET", P + "/webhooks", "_sandbox.klaviyo.webhooks", auth=False)
     def deliveries(req: Request) -> Response:
