@@ -6,10 +6,12 @@
 
 Builds (or reuses, cached in ``bench/data/``) the stores with :mod:`bench.engine_load`, then
 runs every measured thing in a fresh subprocess and records its wall time and peak RSS (the
-child's own ``ru_maxrss`` from ``wait4``; PostgreSQL's server processes are not included):
+child's own ``VmHWM`` plus its largest worker's; PostgreSQL's server processes are not included):
 
 * ``segsync``: ``sync.evaluate.evaluate(engine, project, as_of, persist=True)`` on a store
-  whose result tables were emptied first (a first, full run), on SQLite and PostgreSQL;
+  whose result tables were emptied first (a first, full run: every membership is written), on
+  SQLite and PostgreSQL; then, in the same child, the same call again (``rerun``: the steady
+  state of a scheduled run, every open membership read and compared, nothing to write);
 * ``hand``: :func:`bench.engine_handsql.hand_sql` on SQLite, PostgreSQL and DuckDB;
 * ``single``: p50/p99 of ``evaluate(..., contact_ids=[id], persist=False)`` over 1,000
   random contacts (after a full run, so rank cut-offs exist).
@@ -44,7 +46,7 @@ RESULT_TABLES = ("memberships", "computed_values", "group_state", "rank_cutoffs"
 
 @dataclass
 class Measure:
-    what: str  # segsync | hand | single
+    what: str  # segsync | rerun | hand | single
     engine: str
     seconds: float | None = None  # the measured operation, inside the child
     rss_mb: float | None = None  # the child's peak RSS
@@ -120,7 +122,11 @@ def _child_segsync(engine: str, args: argparse.Namespace, single: bool) -> dict[
         t0 = time.perf_counter()
         result = evaluate(store, project, AS_OF_MS, persist=True)
         seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "sizes": dict(result.sizes)}
+        t0 = time.perf_counter()
+        again = evaluate(store, project, AS_OF_MS, persist=True)
+        rerun = time.perf_counter() - t0
+        assert again.sizes == result.sizes and not any(again.entered.values())
+        return {"seconds": seconds, "rerun_seconds": rerun, "sizes": dict(result.sizes)}
     rng = random.Random(7)
     ids = [rng.randint(1, args.contacts) for _ in range(args.single)]
     for cid in ids[:20]:  # warm the connection pool and the page cache a little
@@ -139,7 +145,23 @@ def child_main(args: argparse.Namespace) -> None:
         out = _child_hand(args.engine, args)
     else:
         out = _child_segsync(args.engine, args, single=args.child == "single")
+    out["rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak RSS (``VmHWM``) plus the largest peak of its finished children (the
+    evaluation's pass workers; two run at once, so this can undercount by one worker).
+    ``wait4``'s ``ru_maxrss`` is not used: Linux carries it over ``fork`` and ``exec``, so a
+    child of a large parent (the loader) reports the parent's peak."""
+    import resource
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            own = int(line.split()[1]) / 1024
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            return own + kids
+    return None
 
 
 # ----------------------------------------------------------------------------- parent
@@ -180,6 +202,7 @@ def run_child(what: str, engine: str, args: argparse.Namespace) -> tuple[Measure
         return m, {}
     data: dict[str, Any] = json.loads(lines[-1][7:])
     m.seconds = data.get("seconds")
+    m.rss_mb = data.get("rss_mb") or m.rss_mb
     m.p50_ms = data.get("p50_ms")
     m.p99_ms = data.get("p99_ms")
     return m, data
@@ -234,7 +257,7 @@ def table(measures: list[Measure]) -> str:
     ]
     for m in measures:
         same, duck = hand.get(m.engine), hand.get("duckdb")
-        r1 = m.seconds / same if m.seconds and same and m.what == "segsync" else None
+        r1 = m.seconds / same if m.seconds and same and m.what in ("segsync", "rerun") else None
         r2 = m.seconds / duck if m.seconds and duck and m.what != "single" else None
         rows.append(
             f"| {m.what} | {m.engine} | {_fmt(m.seconds, '.2f')} | {_fmt(m.cpu_s, '.1f')} | "
@@ -329,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
             sizes[f"{what}/{engine}"] = data["sizes"]
         measures.append(m)
         print(json.dumps(asdict(m)), flush=True)
+        if data.get("rerun_seconds") is not None:
+            measures.append(Measure("rerun", engine, seconds=data["rerun_seconds"], rss_mb=m.rss_mb,
+                                    note="second run of the same child (steady state)"))
     print(table(measures))
     if not args.no_record:
         append_results(record(args, measures, sizes))
