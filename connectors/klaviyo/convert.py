@@ -23,7 +23,7 @@ from typing import Any
 from connectors.klaviyo.wire import PROVIDER, malformed, parse_instant, string_field
 from connectors.records import Contact, ContactRef, Event, JsonValue
 
-__all__ = ["STANDARD_FIELDS", "contact_of", "emails_of", "event_of", "events_of"]
+__all__ = ["STANDARD_FIELDS", "contact_of", "emails_of", "event_of", "event_value", "events_of"]
 
 STANDARD_FIELDS = ("first_name", "last_name", "phone_number", "organization", "title", "locale", "image")
 IDENTIFIER_FIELDS = ("email", "external_id", "phone_number")
@@ -75,7 +75,7 @@ def emails_of(included: object) -> dict[str, str]:
     return out
 
 
-def _value(props: Mapping[str, Any]) -> float | None:
+def event_value(props: Mapping[str, Any]) -> float | None:
     raw = props.get("$value")
     if isinstance(raw, bool) or raw is None:
         return None
@@ -106,7 +106,7 @@ def event_of(
         contact=ContactRef(provider_id=profile_id, email=emails.get(profile_id)),
         type=event_type,
         ts=parse_instant(attrs.get("datetime"), f"{where}: datetime"),
-        value=_value(props),
+        value=event_value(props),
         properties=dict(props),
     )
 
@@ -134,7 +134,7 @@ def events_of(
                 contact=ContactRef(provider_id=profile_id, email=emails.get(profile_id)),
                 type=event_type,
                 ts=parse_instant(attrs.get("datetime"), f"{what} event {item['id']}: datetime"),
-                value=_value(props) if props else None,
+                value=event_value(props) if props else None,
                 properties=props or {},
             )
         )

@@ -13,8 +13,8 @@ so far, so it is safe to store once those records are committed (see `cursors`).
   the spec's parameter schema maximum, although its description still says 200 — falling
   back to 200 for the rest of the pull if the server refuses 1000. Streams run on up to
   ``pull_workers`` threads and their pages are yielded as they come; the per-metric marks
-  keep the cursor exact. A page is read as bytes and parsed with orjson (`_raw_json`), then
-  converted in one loop (`events_of`).
+  keep the cursor exact. A page is read as bytes and decoded by msgspec straight into the
+  fields read (`eventpage`); a page of another shape takes orjson and the general checks.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from connectors.errors import PermanentError
 from connectors.klaviyo.calls import KlaviyoCalls, KlaviyoOptions
 from connectors.klaviyo.convert import contact_of, emails_of, events_of
 from connectors.klaviyo.cursors import EventCursor, Mark, ProfileCursor
+from connectors.klaviyo.eventpage import EventPage, decode_events
 from connectors.klaviyo.wire import filter_instant, malformed, resources
 from connectors.paginate import KlaviyoNext, pages
 from connectors.records import Contact, Event
@@ -61,9 +62,9 @@ def _checked(body: Any, what: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def _raw_json(raw: Any, what: str) -> Any:
-    """The body of an SDK ``*_without_preload_content`` response (a urllib3 response), parsed
-    with orjson: the SDK's own deserialiser walks every value of a 1,000-event page in Python.
+def _raw_body(raw: Any) -> bytes:
+    """The body of an SDK ``*_without_preload_content`` response (a urllib3 response), read
+    without the SDK's deserialiser, which walks every value of a 1,000-event page in Python.
     A non-2xx status raises the SDK's own ``ApiException``, exactly as the plain call would."""
     try:
         body: bytes = raw.data
@@ -73,10 +74,21 @@ def _raw_json(raw: Any, what: str) -> Any:
         resp: Any = RESTResponse(raw)
         resp.data = body
         raise ApiException.from_response(http_resp=resp, body=body.decode("utf-8", "replace"), data=None)
+    return body
+
+
+def _events_page(body: bytes, event_type: str, what: str) -> EventPage:
+    """The page's events: msgspec straight into the fields read (`eventpage`) for the common
+    shape, else orjson and the checks of the general path, which name what is wrong."""
+    page = decode_events(body, event_type, what)
+    if page is not None:
+        return page
     try:
-        return orjson.loads(body)
+        doc = _checked(orjson.loads(body), what)
     except orjson.JSONDecodeError as e:
         raise malformed(what, f"the body is not JSON ({e})") from None
+    events = events_of(doc["data"], event_type, emails_of(doc.get("included")), what)
+    return EventPage(events, doc.get("links"))
 
 
 def resolve_metrics(calls: KlaviyoCalls, wanted: Mapping[str, Sequence[str]]) -> list[MetricRef]:
@@ -154,7 +166,7 @@ def _metric_pages(
         conds.append(f"greater-or-equal(datetime,{filter_instant(max(since, 0))})")
     what = f"get_events {ref.name}"
 
-    def get(page_cursor: str | None, n: int) -> dict[str, Any]:
+    def get(page_cursor: str | None, n: int) -> EventPage:
         raw = calls.events.get_events_without_preload_content(
             filter=",".join(conds),
             sort="datetime",
@@ -164,9 +176,9 @@ def _metric_pages(
             page_size=n,
             page_cursor=page_cursor,
         )
-        return _checked(_raw_json(raw, what), what)
+        return _events_page(_raw_body(raw), ref.event_type, what)
 
-    def fetch(page_cursor: str | None) -> dict[str, Any]:
+    def fetch(page_cursor: str | None) -> EventPage:
         n = size.size
         try:
             return calls.call("get_events", lambda: get(page_cursor, n), what)
@@ -178,9 +190,8 @@ def _metric_pages(
             size.size = FALLBACK_EVENT_PAGE
             return calls.call("get_events", lambda: get(page_cursor, FALLBACK_EVENT_PAGE), what)
 
-    for doc in pages(fetch, KlaviyoNext()):
-        events = events_of(doc["data"], ref.event_type, emails_of(doc.get("included")), what)
-        fresh = [e for e in events if not mark.delivered(e.provider_event_id, e.ts)]
+    for page in pages(fetch, KlaviyoNext()):
+        fresh = [e for e in page.events if not mark.delivered(e.provider_event_id, e.ts)]
         mark = mark.advance(((e.provider_event_id, e.ts) for e in fresh), opts.event_overlap_ms)
         yield ref, fresh, mark
 
