@@ -56,7 +56,13 @@ from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
-from sync.evaluate.traits import create_temp_as
+from sync.evaluate.traits import (
+    PG_WORKSPACE_KEY,
+    close_pg_workspace,
+    create_temp_as,
+    open_pg_workspace,
+    scratch_prefix,
+)
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
 from sync.store.tx import WRITE_OPTION
 
@@ -79,10 +85,12 @@ def ensure_math(conn: Connection) -> None:
 
 
 def _session(conn: Connection) -> str:
-    """Session settings for a big read; returns the SQLite index hint ("" elsewhere)."""
+    """Session settings for a big read; returns the name of the type-first events index when
+    the store has it (SQLite pins the passes to it; PostgreSQL streams them), else ""."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-        return ""
+        found = conn.exec_driver_sql(f"SELECT to_regclass('{TYPE_FIRST_INDEX}')").scalar()
+        return TYPE_FIRST_INDEX if found is not None else ""
     conn.exec_driver_sql(f"PRAGMA main.cache_size = -{SQLITE_CACHE_KIB}")
     conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{SQLITE_CACHE_KIB // 2}")
     found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
@@ -101,7 +109,7 @@ class FullRun:
         self.words = max(1, (len(project.segments) + WORD - 1) // WORD)
 
     def _temp(self, name: str, *cols: Column[Any]) -> Table:
-        t = Table(name, self.md, *cols, prefixes=["TEMPORARY"])
+        t = Table(name, self.md, *cols, prefixes=[scratch_prefix(self.conn)])
         t.create(self.conn)
         self.temps.append(t)
         return t
@@ -445,7 +453,13 @@ def run_full(engine: Engine, project: Project, as_of: int, persist: bool) -> Eva
             if persist and scratch is None:
                 conn.execution_options(**{WRITE_OPTION: True})  # SQLite: BEGIN IMMEDIATE
             with conn.begin() as tx:
-                out = FullRun(conn, project, as_of, persist).run(plan, scratch)
+                workspace = open_pg_workspace(conn) if conn.dialect.name == "postgresql" else None
+                try:
+                    out = FullRun(conn, project, as_of, persist).run(plan, scratch)
+                finally:
+                    conn.info.pop(PG_WORKSPACE_KEY, None)
+                if workspace is not None:
+                    close_pg_workspace(conn, workspace)
                 if not persist:
                     tx.rollback()
             return out

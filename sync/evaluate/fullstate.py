@@ -41,6 +41,7 @@ from mapping.rules import ast as r
 from sync.evaluate.compile import Col, type_of
 from sync.evaluate.plan import Plan, PNode, convert, peval
 from sync.evaluate.state import ContactState, decide
+from sync.evaluate.traits import scratch_prefix
 from sync.store.schema import BigId, group_state, memberships
 
 WORD = 60  # segments per mask word (bits of a BIGINT, sign bit unused)
@@ -118,7 +119,7 @@ class StateTuples:
                 cols.append(func.max(case((and_(mine, m.exited_at > as_of - seg.cooldown_ms), 1), else_=0)))
                 names.append(f"sc{j}")
         stm = Table("segsync_stm", md, Column("contact_id", BigId, primary_key=True),
-                    *(Column(n, BigInteger) for n in names), prefixes=["TEMPORARY"])
+                    *(Column(n, BigInteger) for n in names), prefixes=[scratch_prefix(conn)])
         stm.create(conn)
         live = m.exited_at.is_(None) | (m.exited_at > as_of - longest) if longest else m.exited_at.is_(None)
         conn.execute(insert(stm).from_select(["contact_id", *names], select(m.contact_id, *cols).where(
@@ -128,7 +129,7 @@ class StateTuples:
             g = group_state.c
             stg = Table("segsync_stg", md, Column("contact_id", BigId, primary_key=True),
                         *(Column(f"sg{k}", String) for k in range(len(self.lifecycle))),
-                        prefixes=["TEMPORARY"])
+                        prefixes=[scratch_prefix(conn)])
             stg.create(conn)
             gcols = [func.max(case((g.group_name == name, g.value))) for name in self.lifecycle]
             conn.execute(insert(stg).from_select(
@@ -173,7 +174,7 @@ class StateTuples:
                     *(Column(f"gv{k}", String) for k in range(len(groups))),
                     *(Column(f"pf{k}", SQL_TYPES.get(field_types[n], String()))
                       for k, n in enumerate(self.py_fields)),
-                    prefixes=["TEMPORARY"])
+                    prefixes=[scratch_prefix(conn)])
         dec.create(conn)
         index = {name: i for i, name in enumerate(project.segments)}
         conv = {n: convert(field_types[n]) for n in self.py_fields}
