@@ -87,6 +87,7 @@ class TraitTables:
         self.alias = events.alias("e")
         self.tables: dict[str, FromClause] = {}
         self.wide: Table | None = None
+        self.split_types: set[str] = set()
         self._counter = 0
 
     # ------------------------------------------------------------------ registration
@@ -146,23 +147,69 @@ class TraitTables:
             return false()
         return ExprCompiler(self.project, self.dialect, None, None, table, event).condition(rule)
 
-    def _agg_sql(self, agg: r.Agg) -> Col:
+    def _agg_arg(self, agg: r.Agg) -> Col:
+        """The value an aggregate other than ``count`` reads: NULL outside its window/where."""
         e = self.alias
         parts = self._cond(agg.event, agg.window, agg.where)
-        if agg.func == "count":
-            return func.count(case((and_(*parts), 1))) if parts else func.count()
         if agg.func in ("first", "last"):
             x: Col = e.c.ts
         elif isinstance(agg.of, r.Prop):
             x = self._event(agg.event).sql(agg.of)
         else:
             x = e.c.value if agg.of is None else e.c[agg.of.name]
-        if parts:
-            x = case((and_(*parts), x))
+        return case((and_(*parts), x)) if parts else x
+
+    def _agg_sql(self, agg: r.Agg) -> Col:
+        if agg.func == "count":
+            parts = self._cond(agg.event, agg.window, agg.where)
+            return func.count(case((and_(*parts), 1))) if parts else func.count()
+        x = self._agg_arg(agg)
         if agg.func == "distinct":
             return func.count(x.distinct())
         name = {"first": "min", "last": "max"}.get(agg.func, agg.func)
         return getattr(func, name)(x)  # type: ignore[no-any-return]
+
+    def _column_sql(self, spec: object) -> Col:
+        if isinstance(spec, r.Agg):
+            return self._agg_sql(spec)
+        if isinstance(spec, r.Sequence):
+            return self._sequence_sql(spec)
+        if isinstance(spec, PointsKey):
+            return self._points_sql(spec)
+        raise TypeError(spec)
+
+    def _two_level(self, tt: _TypeTraits, where: list[Col]) -> Select[Any] | None:
+        """PostgreSQL: a pass holding exactly one ``count(DISTINCT x)`` as two GROUP BYs, by
+        (contact, x) and then by contact, with every other aggregate split into a partial and a
+        combining step (counts and sums add up, minima and maxima of parts). PostgreSQL neither
+        hashes nor parallelises an aggregate with DISTINCT: it sorts the whole pass and
+        aggregates it on one core, where the two-level form runs in parallel (`bench/RESULTS.md`).
+        None when the pass has no such aggregate, several, or an ``avg``."""
+        specs = list(tt.columns.values())
+        distinct = [spec for _, spec, _ in specs if isinstance(spec, r.Agg) and spec.func == "distinct"]
+        if len(distinct) != 1 or any(isinstance(spec, r.Agg) and spec.func == "avg" for _, spec, _ in specs):
+            return None
+        e = self.alias
+        d = self._agg_arg(distinct[0])
+        inner: list[Col] = [e.c.contact_id.label("contact_id"), d.label("d")]
+        combine: list[tuple[str, str | None, Any]] = []
+        for label, spec, sqltype in specs:
+            if spec is distinct[0]:
+                combine.append((label, None, sqltype))
+                continue
+            if isinstance(spec, r.Agg):
+                how = {"count": "sum", "sum": "sum", "min": "min", "max": "max", "first": "min",
+                       "last": "max"}[spec.func]
+            else:
+                how = "sum" if isinstance(spec, PointsKey) else "max"
+            inner.append(self._column_sql(spec).label(f"p{label}"))
+            combine.append((label, how, sqltype))
+        part = select(*inner).where(*where).group_by(e.c.contact_id, d).subquery("pass_parts")
+        outer: list[Col] = [part.c.contact_id.label("contact_id")]
+        for label, step, sqltype in combine:
+            col = func.count(part.c.d) if step is None else getattr(func, step)(part.c[f"p{label}"])
+            outer.append(cast(col, sqltype).label(label))
+        return select(*outer).group_by(part.c.contact_id)
 
     def _followed(self, seq: r.Sequence, a_ts: Col, contact_id: Col) -> Col:
         b = events.alias("b")
@@ -197,30 +244,29 @@ class TraitTables:
     def _type_id(self, event: str) -> Col:
         return literal(self.type_ids.get(event, -1), Integer)
 
-    def selects(self, subset: bool) -> dict[str, tuple[Select[Any], list[tuple[str, Any]]]]:
-        """Per event type: its trait SELECT and its (label, type) columns."""
+    def selects(self, subset: bool, *,
+                split: bool = False) -> dict[str, tuple[Select[Any], list[tuple[str, Any]]]]:
+        """Per event type: its trait SELECT and its (label, type) columns. ``split``
+        (PostgreSQL, whole population) writes a pass with one DISTINCT aggregate in two levels
+        (:meth:`_two_level`); those types are left in ``self.split_types``."""
         out: dict[str, tuple[Select[Any], list[tuple[str, Any]]]] = {}
         e = self.alias
+        self.split_types = set()
         for event, tt in self._types.items():
-            cols: list[Col] = [e.c.contact_id.label("contact_id")]
-            shape: list[tuple[str, Any]] = []
-            for label, spec, sqltype in tt.columns.values():
-                if isinstance(spec, r.Agg):
-                    expr = self._agg_sql(spec)
-                elif isinstance(spec, r.Sequence):
-                    expr = self._sequence_sql(spec)
-                elif isinstance(spec, PointsKey):
-                    expr = self._points_sql(spec)
-                else:
-                    raise TypeError(spec)
-                cols.append(expr.label(label))
-                shape.append((label, sqltype))
+            shape = [(label, sqltype) for label, _, sqltype in tt.columns.values()]
             where = [e.c.type_id == self._type_id(event), e.c.ts <= as_of_param(),
                      not_(self.excluded(e, event))]
             if not tt.unbounded and tt.lower_ms:
                 where.append(e.c.ts > as_of_param() - tt.lower_ms)
             if subset:
                 where.append(e.c.contact_id.in_(bindparam("ids", expanding=True)))
+            two = self._two_level(tt, where) if split else None
+            if two is not None:
+                self.split_types.add(event)
+                out[event] = (two, shape)
+                continue
+            cols = [e.c.contact_id.label("contact_id"),
+                    *(self._column_sql(spec).label(label) for label, spec, _ in tt.columns.values())]
             out[event] = (select(*cols).where(*where).group_by(e.c.contact_id), shape)
         return out
 
@@ -255,14 +301,16 @@ class TraitTables:
         md = MetaData()
         made: list[Table] = []
         scratch: list[Table] = []
-        for i, (event, (sel, shape)) in enumerate(self.selects(False).items()):
+        passes = self.selects(False, split=self.dialect == "postgresql")
+        for i, (event, (sel, shape)) in enumerate(passes.items()):
             if done is not None and event in done:
                 scratch.append(self._pass_table(i, shape, md, done[event]))
                 continue
             table = self._pass_table(i, shape, md, None)
             made.append(table)
             if self.dialect == "postgresql":  # columns are named as the table object says
-                create_temp_as(conn, table.name, sel, as_of_ms, streamed=hint is not None)
+                streamed = hint is not None and event not in self.split_types
+                create_temp_as(conn, table.name, sel, as_of_ms, streamed=streamed)
                 continue
             table.create(conn)
             names = ["contact_id", *(s[0] for s in shape)]
