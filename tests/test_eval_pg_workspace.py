@@ -193,3 +193,21 @@ def test_a_pass_with_one_distinct_aggregate_is_written_in_two_levels(schema: str
     split = [s for s in full_text if "pass_parts" in s]
     assert len(split) == 1 and "count(pass_parts.d)" in split[0]
     assert all("DISTINCT" not in s.upper().replace("IS DISTINCT", "") for s in full_text)
+
+
+def test_latest_sequences_are_probed_into_a_table_not_in_the_verdicts(schema: str, project: Project) -> None:
+    pg = _store(schema)
+    try:
+        created: dict[str, str] = {}
+
+        @event.listens_for(pg, "before_cursor_execute")
+        def note(_c: Any, _cur: Any, stmt: str, *_: Any) -> None:
+            if stmt.startswith("CREATE UNLOGGED TABLE segsync_"):
+                created[stmt.split()[3]] = stmt
+
+        evaluate(pg, project, AS_OF_MS, persist=False)
+    finally:
+        pg.dispose()
+    assert "segsync_sq0" in created and "NOT (EXISTS" in created["segsync_sq0"]
+    assert "EXISTS" not in created["segsync_res"], "a correlated probe makes the verdicts serial"
+    assert "segsync_sq0" in created["segsync_res"]

@@ -88,6 +88,7 @@ class TraitTables:
         self.tables: dict[str, FromClause] = {}
         self.wide: Table | None = None
         self.split_types: set[str] = set()
+        self.probes: dict[r.Sequence, Table] = {}
         self._counter = 0
 
     # ------------------------------------------------------------------ registration
@@ -347,7 +348,30 @@ class TraitTables:
             t.drop(conn)
         self.wide = wide
         self.tables = dict.fromkeys(self.selects(False), wide)
-        return [wide]
+        return [wide, *self._latest_probes(conn, wide, md, as_of_ms)]
+
+    def _latest_probes(self, conn: Connection, wide: Table, md: MetaData, as_of_ms: int) -> list[Table]:
+        """PostgreSQL: for each ``latest`` sequence, the contacts whose latest A is not followed
+        by a B in time, as a table (``segsync_sq<k>``) built by one anti-join over the wide
+        table. Left in the verdicts as a correlated probe, it made their whole plan
+        parallel-restricted (a ``SubPlan`` runs in the leader only); as a table the verdicts
+        only join it (:meth:`sequence`)."""
+        if self.dialect != "postgresql":
+            return []
+        made: list[Table] = []
+        for tt in self._types.values():
+            for label, spec, _ in tt.columns.values():
+                if not (isinstance(spec, r.Sequence) and spec.latest):
+                    continue
+                col = wide.c[label]
+                table = Table(f"segsync_sq{len(made)}", md, Column("contact_id", BigId, primary_key=True))
+                query = select(wide.c.contact_id.label("contact_id")).where(
+                    col.is_not(None), col <= as_of_param() - spec.gap_ms,
+                    not_(self._followed(spec, col, wide.c.contact_id)))
+                create_temp_as(conn, table.name, query, as_of_ms)
+                self.probes[spec] = table
+                made.append(table)
+        return made
 
     def pass_jobs(self, conn: Connection, as_of_ms: int, hint: str | None) -> list[tuple[str, list[str]]]:
         """Per event type, the statements that build its trait table in the attached schema
@@ -369,7 +393,10 @@ class TraitTables:
 
     def joins(self, contacts: FromClause) -> FromClause:
         if self.wide is not None:
-            return contacts.outerjoin(self.wide, self.wide.c.contact_id == contacts.c.id)
+            joined: FromClause = contacts.outerjoin(self.wide, self.wide.c.contact_id == contacts.c.id)
+            for probe in self.probes.values():
+                joined = joined.outerjoin(probe, probe.c.contact_id == contacts.c.id)
+            return joined
         joined = contacts
         for table in self.tables.values():
             joined = joined.outerjoin(table, table.c.contact_id == contacts.c.id)
@@ -390,6 +417,8 @@ class TraitTables:
         col = self._raw(seq.first, seq)
         if not seq.latest:
             return func.coalesce(col, 0) > 0
+        if seq in self.probes:
+            return self.probes[seq].c.contact_id.is_not(None)
         return func.coalesce(and_(col.is_not(None), col <= as_of_param() - seq.gap_ms,
                                   not_(self._followed(seq, col, contacts.c.id))), false())
 
