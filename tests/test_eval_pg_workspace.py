@@ -211,3 +211,27 @@ def test_latest_sequences_are_probed_into_a_table_not_in_the_verdicts(schema: st
     assert "segsync_sq0" in created and "NOT (EXISTS" in created["segsync_sq0"]
     assert "EXISTS" not in created["segsync_res"], "a correlated probe makes the verdicts serial"
     assert "segsync_sq0" in created["segsync_res"]
+
+
+def test_a_run_that_writes_many_memberships_analyses_them(schema: str, project: Project, admin: Engine,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pg = _store(schema)
+    try:
+        with pg.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM memberships")
+        seen = Statements(pg)
+        monkeypatch.setattr(full, "ANALYZE_AFTER_ROWS", 10**9)
+        first = evaluate(pg, project, AS_OF_MS, persist=True)
+        assert sum(first.entered.values()) > 0 and not seen.starting("ANALYZE memberships")
+        with pg.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM memberships")
+        monkeypatch.setattr(full, "ANALYZE_AFTER_ROWS", 1)
+        evaluate(pg, project, AS_OF_MS, persist=True)
+        assert seen.starting("ANALYZE memberships")
+        with admin.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                f"WHERE n.nspname = '{schema}' AND c.relname = 'memberships'").scalar()
+        assert rows == sum(first.entered.values())
+    finally:
+        pg.dispose()

@@ -68,6 +68,7 @@ from sync.store.tx import WRITE_OPTION
 
 TYPE_FIRST_INDEX = "ix_events_type_contact_ts"
 SQLITE_CACHE_KIB = 256_000  # page cache for the run (the default 2 MB re-reads the events index)
+ANALYZE_AFTER_ROWS = 100_000  # PostgreSQL: a run that writes this many membership rows analyses them
 
 
 def ensure_math(conn: Connection) -> None:
@@ -119,9 +120,9 @@ class FullRun:
         self.temps.append(t)
         return t
 
-    def _filled(self, name: str, cols: list[Column[Any]], query: Any) -> Table:
+    def _filled(self, name: str, cols: list[Column[Any]], query: Any, *, streamed: bool = False) -> Table:
         """A temporary table ``name`` of ``cols`` holding the rows of ``query`` (one column per
-        column, in order); on PostgreSQL by :func:`create_temp_as`."""
+        column, in order); on PostgreSQL by :func:`create_temp_as` (``streamed``: see there)."""
         if self.conn.dialect.name != "postgresql":
             table = self._temp(name, *cols)
             self.conn.execute(insert(table).from_select([c.name for c in cols], query), {"as_of": self.as_of})
@@ -129,7 +130,7 @@ class FullRun:
         table = Table(name, self.md, *cols, prefixes=["TEMPORARY"])
         pairs = zip(query.selected_columns, cols, strict=True)
         named = [cast(qc, col.type).label(col.name) for qc, col in pairs]
-        create_temp_as(self.conn, name, query.with_only_columns(*named), self.as_of)
+        create_temp_as(self.conn, name, query.with_only_columns(*named), self.as_of, streamed=streamed)
         self.temps.append(table)
         return table
 
@@ -291,7 +292,8 @@ class FullRun:
         joined = memberships.join(bits, bits.c.segment == m.segment)
         open_rows = (select(m.contact_id, *pcols).select_from(joined).where(m.exited_at.is_(None))
                      .group_by(m.contact_id))
-        self.prev = self._filled("segsync_prev", pcols_ddl, open_rows)
+        # grouped as ix_memberships_open_contact streams them, not in a hash table of every contact
+        self.prev = self._filled("segsync_prev", pcols_ddl, open_rows, streamed=True)
         return self.prev
 
     def _changes(self, fin: Any, out: EvaluationResult) -> None:
@@ -352,6 +354,11 @@ class FullRun:
             if conn.dialect.name == "sqlite":  # contacts outside: rows arrive in key order, so the
                 entries = entries.order_by(chg.c.contact_id)  # B-tree inserts append (3x faster)
             self._insert_entries(entries)
+        written = sum(out.entered.values()) + sum(out.exited.values())
+        if conn.dialect.name == "postgresql" and written >= ANALYZE_AFTER_ROWS:
+            # autovacuum analyses within a minute or so; a run that starts before then would plan
+            # the open memberships from the old statistics (a first run: 0 rows -> 2.9M)
+            conn.exec_driver_sql("ANALYZE memberships")
 
     def _insert_entries(self, entries: Any) -> None:
         ins = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
