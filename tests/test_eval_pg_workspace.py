@@ -108,7 +108,7 @@ def test_workspace_gives_what_temporary_tables_give(schema: str, project: Projec
 
         with store.begin() as conn:
             conn.exec_driver_sql("DELETE FROM memberships")
-        monkeypatch.setattr(full, "open_pg_workspace", lambda conn: None)
+        monkeypatch.setattr(traits, "_open_pg_workspace", lambda conn: None)
         seen.seen.clear()
         without = _outcome(store, project, persist)
         assert seen.starting("CREATE TEMPORARY TABLE segsync_wide")

@@ -56,13 +56,7 @@ from sync.evaluate.ranks import bump_version, compute_cutoffs, store_cutoffs
 from sync.evaluate.results import ContactResult, EvaluationResult
 from sync.evaluate.scores import score_sql
 from sync.evaluate.state import Writer
-from sync.evaluate.traits import (
-    PG_WORKSPACE_KEY,
-    close_pg_workspace,
-    create_temp_as,
-    open_pg_workspace,
-    scratch_prefix,
-)
+from sync.evaluate.traits import create_temp_as, pg_workspace, scratch_prefix
 from sync.store.schema import BigId, computed_values, contacts, event_types, group_state, memberships
 from sync.store.tx import WRITE_OPTION
 
@@ -465,13 +459,8 @@ def run_full(engine: Engine, project: Project, as_of: int, persist: bool) -> Eva
             if persist and scratch is None:
                 conn.execution_options(**{WRITE_OPTION: True})  # SQLite: BEGIN IMMEDIATE
             with conn.begin() as tx:
-                workspace = open_pg_workspace(conn) if conn.dialect.name == "postgresql" else None
-                try:
+                with pg_workspace(conn):
                     out = FullRun(conn, project, as_of, persist).run(plan, scratch)
-                finally:
-                    conn.info.pop(PG_WORKSPACE_KEY, None)
-                if workspace is not None:
-                    close_pg_workspace(conn, workspace)
                 if not persist:
                     tx.rollback()
             return out

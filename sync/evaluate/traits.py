@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,7 +325,7 @@ class TraitTables:
         if not every:
             return made
         by_type = {t.name: t for t in every}
-        self.tables = {ev: by_type[f"segsync_tt_{i}"] for i, ev in enumerate(self.selects(False))}
+        self.tables = {ev: by_type[f"segsync_tt_{i}"] for i, ev in enumerate(passes)}
         cols: list[Col] = [c for t in every for c in t.c if c.name != "contact_id"]
         more = extra() if extra is not None else []
         wide = Table("segsync_wide", md, Column("contact_id", BigId, primary_key=True),
@@ -347,7 +348,7 @@ class TraitTables:
         for t in made:
             t.drop(conn)
         self.wide = wide
-        self.tables = dict.fromkeys(self.selects(False), wide)
+        self.tables = dict.fromkeys(passes, wide)
         return [wide, *self._latest_probes(conn, wide, md, as_of_ms)]
 
     def _latest_probes(self, conn: Connection, wide: Table, md: MetaData, as_of_ms: int) -> list[Table]:
@@ -437,13 +438,13 @@ class TraitTables:
 PG_WORKSPACE_KEY = "segsync_pg_workspace"  # conn.info: the run's schema, while a run has one
 
 
-def open_pg_workspace(conn: Connection) -> str | None:
+def _open_pg_workspace(conn: Connection) -> str | None:
     """PostgreSQL: a schema of the run's own (``segsync_run_<backend pid>``) put first on the
     transaction's search path, so the big working tables (:func:`create_temp_as`) are UNLOGGED
     tables instead of temporary ones. Parallel workers cannot read a temporary table (it lives
     in the session's local buffers), so every join over the trait tables ran in one process on
     one core; an unlogged table is read by the whole parallel plan. The schema is created in
-    the run's transaction and dropped before it ends (:func:`close_pg_workspace`), so no other
+    the run's transaction and dropped before it ends (:func:`pg_workspace`), so no other
     session ever sees it and a failed run leaves nothing behind; the backend pid keeps two
     concurrent runs apart. Without the CREATE privilege on the database this answers None and
     the run keeps temporary tables."""
@@ -467,15 +468,23 @@ def scratch_prefix(conn: Connection) -> str:
     return "UNLOGGED" if conn.info.get(PG_WORKSPACE_KEY) else "TEMPORARY"
 
 
-def close_pg_workspace(conn: Connection, name: str) -> None:
-    conn.info.pop(PG_WORKSPACE_KEY, None)
-    conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+@contextmanager
+def pg_workspace(conn: Connection) -> Iterator[None]:
+    """The run's workspace (:func:`_open_pg_workspace`) on PostgreSQL, for the ``with`` body;
+    dropped after a body that succeeds (a failed one is rolled back with its transaction)."""
+    name = _open_pg_workspace(conn) if conn.dialect.name == "postgresql" else None
+    try:
+        yield
+    finally:
+        conn.info.pop(PG_WORKSPACE_KEY, None)
+    if name is not None:
+        conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
 
 
 def create_temp_as(conn: Connection, name: str, query: Select[Any], as_of_ms: int, *,
                    streamed: bool = False) -> None:
     """PostgreSQL: ``CREATE TEMPORARY TABLE name AS query`` (values inlined), then ANALYZE; an
-    UNLOGGED table in the run's own schema when it has one (:func:`open_pg_workspace`).
+    UNLOGGED table in the run's own schema when it has one (:func:`pg_workspace`).
     CREATE TABLE AS may run its SELECT with parallel workers, INSERT ... SELECT never does
     (PostgreSQL 15), and no index is kept up row by row; autovacuum never analyses temporary
     tables. The query's column labels name the table's columns.
@@ -486,13 +495,11 @@ def create_temp_as(conn: Connection, name: str, query: Select[Any], as_of_ms: in
     hash table of every contact in each worker and merges them in the leader on one core (the
     opens pass: 3.5 s -> 1.9 s at 1M contacts, `bench/RESULTS.md`)."""
     sql = query.params(as_of=as_of_ms).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-    if streamed:
+    if streamed:  # no reset on failure: the transaction is aborted, and SET LOCAL ends with it
         conn.exec_driver_sql("SET LOCAL enable_hashagg = off")
-    try:
-        conn.exec_driver_sql(f"CREATE {scratch_prefix(conn)} TABLE {name} AS {sql}")
-    finally:
-        if streamed:
-            conn.exec_driver_sql("SET LOCAL enable_hashagg TO DEFAULT")
+    conn.exec_driver_sql(f"CREATE {scratch_prefix(conn)} TABLE {name} AS {sql}")
+    if streamed:
+        conn.exec_driver_sql("SET LOCAL enable_hashagg TO DEFAULT")
     conn.exec_driver_sql(f"ANALYZE {name}")
 
 
